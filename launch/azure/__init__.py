@@ -1,0 +1,1 @@
+"""Azure ML backend: workspace, infrastructure check and provisioning, assets, job entities."""

@@ -1,0 +1,1 @@
+"""Local backend: a workspace folder with MLflow on SQLite, subprocess jobs and Optuna sweeps."""

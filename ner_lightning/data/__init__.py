@@ -1,0 +1,1 @@
+"""Datasets: the canonical folder reader, ingestion converters, validation and the LightningDataModule."""
