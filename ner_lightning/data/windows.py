@@ -13,7 +13,7 @@ Rules:
   that a single word longer than a window keeps only its first subwords (its first subword is the
   labelled one, so it still gets its prediction).
 - Consecutive windows overlap by the longest run of whole trailing words whose subwords total at
-  most `stride` (at least one new word per window, so the windows always advance).
+  most `stride` and that leaves room for the next new word (so the windows always advance).
 - Ownership: every word is owned by exactly one window, the one in which it is farthest from a cut
   edge. The distance of a word to an edge is the number of subwords between them, and a window
   edge that is also the sentence edge counts as infinitely far (no context is missing there). Ties
@@ -155,9 +155,14 @@ def _window_spans(counts: Sequence[int], room: int, stride: int) -> list[tuple[i
         spans.append((start, end))
         if end == total:
             break
-        # Step back over whole trailing words while they fit in the overlap, keeping at least one new word.
+        # Step back over whole trailing words while they fit in the overlap and still leave room for
+        # the next new word, so that every window advances.
         next_start, shared = end, 0
-        while next_start - 1 > start and shared + counts[next_start - 1] <= stride:
+        while (
+            next_start - 1 > start
+            and shared + counts[next_start - 1] <= stride
+            and shared + counts[next_start - 1] + counts[end] <= room
+        ):
             next_start -= 1
             shared += counts[next_start]
         start = next_start
