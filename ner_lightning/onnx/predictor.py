@@ -165,8 +165,14 @@ class OnnxTagger:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
-        self.prefix_ids, self.suffix_ids = self._special_ids()
-        self.unk_id = self._unk_id()
+        # The export records the training tokenizer's layout; older folders are asked the tokenizer.
+        if "prefix_ids" in self.metadata and "suffix_ids" in self.metadata:
+            self.prefix_ids = [int(i) for i in self.metadata["prefix_ids"]]
+            self.suffix_ids = [int(i) for i in self.metadata["suffix_ids"]]
+        else:
+            self.prefix_ids, self.suffix_ids = self._special_ids()
+        unk = self.metadata.get("unk_token_id")
+        self.unk_id = int(unk) if unk is not None else self._unk_id()
         self.pad_id = int(self.metadata.get("pad_token_id") or 0)
         options = onnxruntime.SessionOptions()
         if intra_op_threads:

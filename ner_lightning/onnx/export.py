@@ -1,0 +1,303 @@
+"""Export a `TokenClassifier` to an ONNX model folder that alone reproduces its predictions.
+
+The graph covers the backbone and the emission head (`TokenClassifier.emissions`) with dynamic
+batch and sequence axes. pytorch-crf's Viterbi loop is not exportable, so the CRF's decode-time
+inputs (transition, start and end scores and the IOB2 allowed masks) go into `ner_model.json`,
+where the numpy Viterbi of the predictor reads them.
+
+The folder (`model.onnx`, tokenizer files, `labels.json`, `ner_model.json`) is written into a
+temporary sibling folder and renamed into place, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ner_lightning.contract import (
+    ENV_CONFIG_HASHES,
+    ENV_DATASET_FINGERPRINT,
+    ENV_GIT_COMMIT,
+    LABELS_FILE,
+    MANIFEST_FILE,
+    MODEL_METADATA_FILE,
+    ONNX_MODEL_FILE,
+)
+from ner_lightning.errors import ExportError, ModelError
+
+#: Version of the `ner_model.json` layout; readers refuse versions they do not know.
+METADATA_FORMAT_VERSION = 1
+#: Name of the graph output.
+OUTPUT_NAME = "emissions"
+#: Largest |PyTorch - ONNX| emission difference an export accepts as the same function.
+EXPORT_ATOL = 1e-3
+
+
+class EmissionsGraph(nn.Module):
+    """The exported function: `emissions(input_ids, attention_mask[, token_type_ids])`.
+
+    Args:
+        model: A `TokenClassifier` (anything with an `emissions` method of that signature).
+        token_type_ids: Whether the graph takes `token_type_ids`.
+    """
+
+    def __init__(self, model: nn.Module, token_type_ids: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.token_type_ids = token_type_ids
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`[B, T, num_labels]` emissions."""
+        return self.model.emissions(
+            input_ids, attention_mask, token_type_ids if self.token_type_ids else None
+        )
+
+
+def uses_token_type_ids(model: nn.Module, tokenizer: Any) -> bool:
+    """Whether the backbone reads `token_type_ids` (BERT, DeBERTa-v2 with segment embeddings; not DistilBERT)."""
+    if "token_type_ids" not in getattr(tokenizer, "model_input_names", []):
+        return False
+    config = getattr(getattr(model, "backbone", None), "config", None)
+    return config is None or getattr(config, "type_vocab_size", 0) > 0
+
+
+def crf_metadata(crf: Any) -> dict[str, Any]:
+    """The `crf` section of `ner_model.json`: raw scores, IOB2 allowed masks and the penalty of disallowed moves."""
+    from ner_lightning.model.crf import DISALLOWED_SCORE
+
+    constrained = bool(getattr(crf, "constrained", True))
+    size = crf.num_tags
+
+    def mask(name: str, shape: tuple[int, ...]) -> list[Any]:
+        if not constrained:
+            return np.ones(shape, dtype=bool).tolist()
+        return getattr(crf, name).detach().cpu().numpy().astype(bool).tolist()
+
+    return {
+        "transitions": crf.transitions.detach().cpu().float().numpy().tolist(),
+        "start_transitions": crf.start_transitions.detach().cpu().float().numpy().tolist(),
+        "end_transitions": crf.end_transitions.detach().cpu().float().numpy().tolist(),
+        "allowed_transitions": mask("allowed_transitions", (size, size)),
+        "allowed_start": mask("allowed_start", (size,)),
+        "allowed_end": mask("allowed_end", (size,)),
+        "disallowed_score": DISALLOWED_SCORE,
+        "constrained": constrained,
+    }
+
+
+def provenance(data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Config hashes, dataset fingerprint and git commit of the run that produced a model.
+
+    Read from the variables the launcher sets (`NER_CONFIG_SHA256`, `NER_DATASET_FINGERPRINT`,
+    `NER_GIT_COMMIT`); falls back to the dataset manifest and to `git rev-parse HEAD`.
+    """
+    hashes: dict[str, str] = {}
+    raw = os.environ.get(ENV_CONFIG_HASHES)
+    if raw:
+        try:
+            hashes = dict(json.loads(raw))
+        except (json.JSONDecodeError, TypeError, ValueError):
+            hashes = {"unparsed": raw}
+    fingerprint = os.environ.get(ENV_DATASET_FINGERPRINT)
+    if not fingerprint and data_dir:
+        manifest = Path(data_dir) / MANIFEST_FILE
+        if manifest.is_file():
+            try:
+                fingerprint = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                fingerprint = None
+    commit = os.environ.get(ENV_GIT_COMMIT)
+    if not commit:
+        try:
+            commit = subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+    return {"config_hashes": hashes, "dataset_fingerprint": fingerprint, "git_commit": commit}
+
+
+@contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces `target`, on error it is deleted."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        yield staging
+        if target.exists():
+            retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            target.rename(retired)
+            staging.rename(target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def dummy_inputs(
+    tokenizer: Any, token_type_ids: bool, length: int = 8, batch: int = 2
+) -> dict[str, torch.Tensor]:
+    """A small batch for tracing and for checking the exported graph (second row padded)."""
+    vocab = max(int(getattr(tokenizer, "vocab_size", 0) or 0), 10)
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(5, vocab, (batch, length), generator=generator)
+    attention_mask = torch.ones(batch, length, dtype=torch.long)
+    attention_mask[1:, length // 2 :] = 0
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if token_type_ids:
+        inputs["token_type_ids"] = torch.zeros_like(input_ids)
+    return inputs
+
+
+def export_onnx(
+    model: nn.Module,
+    tokenizer: Any,
+    output_dir: str | Path,
+    *,
+    max_length: int,
+    stride: int,
+    label_all_tokens: bool = False,
+    opset: int = 17,
+    data_dir: str | Path | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the model folder of a `TokenClassifier`.
+
+    Args:
+        model: The trained `TokenClassifier` (moved to CPU and eval mode for the export).
+        tokenizer: Its fast tokenizer (saved next to the graph).
+        output_dir: The model folder to (re)create.
+        max_length: Window length used in training (serving windows the same way).
+        stride: Window overlap used in training.
+        label_all_tokens: Whether training labelled continuation subwords (recorded only).
+        opset: ONNX opset version.
+        data_dir: Dataset folder, to read its fingerprint from `manifest.json` when the launcher did not pass one.
+        extra_metadata: More keys for `ner_model.json`.
+
+    Returns:
+        The model folder.
+
+    Raises:
+        ExportError: The exporter failed or the exported graph does not reproduce PyTorch's emissions.
+    """
+    import onnxruntime
+
+    from ner_lightning.data.datamodule import special_token_layout
+
+    label_names = list(model_label_names(model))
+    model = model.cpu().eval()
+    token_types = uses_token_type_ids(model, tokenizer)
+    graph = EmissionsGraph(model, token_types).eval()
+    inputs = dummy_inputs(tokenizer, token_types)
+    names = list(inputs)
+    with atomic_folder(output_dir) as staging:
+        onnx_path = staging / ONNX_MODEL_FILE
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer warnings about Python control flow in the backbone
+                torch.onnx.export(
+                    graph,
+                    tuple(inputs.values()),
+                    str(onnx_path),
+                    input_names=names,
+                    output_names=[OUTPUT_NAME],
+                    dynamic_axes={
+                        **{n: {0: "batch", 1: "sequence"} for n in names},
+                        OUTPUT_NAME: {0: "batch", 1: "sequence"},
+                    },
+                    opset_version=opset,
+                    dynamo=False,
+                )
+        except Exception as error:  # the exporter raises many unrelated types
+            raise ExportError(
+                f"torch.onnx.export failed: {type(error).__name__}: {error}",
+                field="onnx_export.opset",
+                fix="check that the backbone traces (try another opset, e.g. 14 or 17)",
+            ) from error
+        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        graph_inputs = [i.name for i in session.get_inputs()]
+        with torch.no_grad():
+            expected = graph(**inputs).numpy()
+        got = session.run(None, {k: v.numpy() for k, v in inputs.items() if k in graph_inputs})[0]
+        difference = float(np.abs(expected - got).max())
+        if not difference <= EXPORT_ATOL:
+            raise ExportError(
+                f"the exported graph differs from PyTorch by {difference:.2e} (> {EXPORT_ATOL})",
+                fix="report this backbone; try another opset",
+            )
+        tokenizer.save_pretrained(str(staging))
+        (staging / LABELS_FILE).write_text(json.dumps(label_names, indent=2) + "\n", encoding="utf-8")
+        crf = getattr(model, "crf", None)
+        prefix_ids, suffix_ids = special_token_layout(tokenizer)
+        metadata = {
+            "format_version": METADATA_FORMAT_VERSION,
+            "backbone": model_backbone_name(model),
+            "backbone_type": getattr(
+                getattr(getattr(model, "backbone", None), "config", None), "model_type", None
+            ),
+            "max_length": int(max_length),
+            "stride": int(stride),
+            "label_all_tokens": bool(label_all_tokens),
+            "label_scheme": "IOB2",
+            "labels": label_names,
+            "use_crf": crf is not None,
+            "crf": crf_metadata(crf) if crf is not None else None,
+            "input_names": graph_inputs,
+            "output_name": OUTPUT_NAME,
+            "opset": opset,
+            "precision": "fp32",
+            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+            "unk_token": tokenizer.unk_token,
+            "unk_token_id": tokenizer.unk_token_id,
+            "prefix_ids": prefix_ids,
+            "suffix_ids": suffix_ids,
+            **provenance(data_dir),
+            **dict(extra_metadata or {}),
+        }
+        (staging / MODEL_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    return Path(output_dir)
+
+
+def model_label_names(model: nn.Module) -> list[str]:
+    """The label list of a `TokenClassifier`."""
+    for source in (
+        getattr(model, "label_names", None),
+        getattr(getattr(model, "hparams", {}), "get", dict().get)("label_names"),
+    ):
+        if source:
+            return list(source)
+    raise ModelError("the model has no label_names", fix="export a ner_lightning TokenClassifier")
+
+
+def model_backbone_name(model: nn.Module) -> str | None:
+    """The backbone reference the model was built from (hub name, folder or `pkg:` path)."""
+    hparams = getattr(model, "hparams", {})
+    return getattr(model, "backbone_name", None) or (
+        hparams.get("backbone") if hasattr(hparams, "get") else None
+    )
