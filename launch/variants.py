@@ -1,0 +1,433 @@
+"""Final-training output folders, their `metadata.json`, the lookup index and atomic variant numbers.
+
+Layout under one backend root (`outputs/final_training/<backend>/`):
+
+    <backbone slug>/spec_<spec_fp>_exec_<exec_fp>/v<N>/metadata.json
+    index.json    fast lookup: "<spec_fp>_<exec_fp>" -> {"<N>": entry}
+    latest.json   cache: "<spec_fp>_<exec_fp>" -> entry of the latest complete variant
+    .lock         file lock serialising allocation and every bookkeeping write
+
+The variant folders are the source of truth. The index and the cache are rebuilt from them
+whenever they are missing or corrupt; a corrupt `metadata.json` is reported and left in place,
+and its folder keeps its variant number (a variant is never lost or reused). Variant numbers
+only grow: the next number is one more than the highest ever seen, so a gap left by a deleted
+folder is not filled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from filelock import FileLock
+
+from launch.errors import LaunchError
+from launch.jobs import frozen_mapping
+from ner_lightning.contract import CHECKPOINT_DIR, LAST_CHECKPOINT
+
+LOGGER = logging.getLogger(__name__)
+
+METADATA_FILE = "metadata.json"
+INDEX_FILE = "index.json"
+CACHE_FILE = "latest.json"
+LOCK_FILE = ".lock"
+INDEX_SCHEMA_VERSION = 1
+
+VariantStatus = Literal["allocated", "running", "complete", "failed", "corrupt"]
+STATUS_ALLOCATED: VariantStatus = "allocated"
+STATUS_RUNNING: VariantStatus = "running"
+STATUS_COMPLETE: VariantStatus = "complete"
+STATUS_FAILED: VariantStatus = "failed"
+#: Status given to a folder whose metadata.json cannot be read (kept, never reused).
+STATUS_CORRUPT: VariantStatus = "corrupt"
+#: Statuses of a variant that started but did not finish.
+INCOMPLETE_STATUSES = (STATUS_ALLOCATED, STATUS_RUNNING, STATUS_FAILED)
+
+_GROUP_RE = re.compile(r"^spec_([0-9a-f]+)_exec_([0-9a-f]+)$")
+_VARIANT_RE = re.compile(r"^v([1-9][0-9]*)$")
+
+
+class VariantBookkeepingWarning(UserWarning):
+    """A metadata.json or index file was unreadable; the folders were used instead."""
+
+
+def backbone_slug(backbone: str) -> str:
+    """Folder-safe name of a backbone reference (`pkg:a/b/model` -> `model`, `org/name` -> `org-name`).
+
+    Args:
+        backbone: Backbone reference as written in configs.
+
+    Returns:
+        Lowercase letters, digits, `.`, `_` and `-` only.
+    """
+    text = backbone.removeprefix("pkg:").rstrip("/")
+    parts = [part for part in re.split(r"[/\\]+", text) if part]
+    # Hub names keep their organisation; paths keep the last meaningful folder.
+    tail = parts[-2:] if len(parts) == 2 and not backbone.startswith(("pkg:", "/", ".")) else parts[-1:]
+    slug = re.sub(r"[^a-z0-9._-]+", "-", "-".join(tail).lower()).strip("-.")
+    return slug or "backbone"
+
+
+def group_key(spec_fp: str, exec_fp: str) -> str:
+    """Index key of one (spec_fp, exec_fp) pair."""
+    return f"{spec_fp}_{exec_fp}"
+
+
+def utc_now() -> str:
+    """Current time as an ISO-8601 UTC timestamp."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file beside `path` and move it into place (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(data, stream, indent=2, sort_keys=True)
+            stream.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class VariantRecord:
+    """One variant folder as the bookkeeping sees it.
+
+    Attributes:
+        spec_fp: Spec fingerprint.
+        exec_fp: Exec fingerprint.
+        variant: Variant number (>= 1).
+        path: The variant folder.
+        status: `allocated`, `running`, `complete`, `failed` or `corrupt`.
+        checkpoint: Final checkpoint path recorded at completion, or None.
+        metadata: The full metadata.json content (empty when corrupt).
+    """
+
+    spec_fp: str
+    exec_fp: str
+    variant: int
+    path: Path
+    status: VariantStatus
+    checkpoint: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=frozen_mapping)
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        """The resumable `last.ckpt` of this variant's training output, if it exists."""
+        output_dir = Path(str(self.metadata.get("output_dir") or self.path))
+        candidate = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+        return candidate if candidate.is_file() else None
+
+    def index_entry(self, backend_root: Path) -> dict[str, Any]:
+        """The index row of this variant."""
+        try:
+            relative = self.path.relative_to(backend_root).as_posix()
+        except ValueError:
+            relative = self.path.as_posix()
+        return {
+            "path": relative,
+            "status": self.status,
+            "checkpoint": self.checkpoint,
+            "backbone": self.metadata.get("backbone"),
+            "run_id": self.metadata.get("run_id"),
+            "updated_at": self.metadata.get("updated_at"),
+        }
+
+
+class VariantStore:
+    """Variant folders, metadata, index and cache of one backend's final-training outputs.
+
+    Args:
+        backend_root: `outputs/final_training/<backend>` (created on first write).
+        lock_timeout_s: How long to wait for another process holding the bookkeeping lock.
+    """
+
+    def __init__(self, backend_root: Path, lock_timeout_s: float = 120.0) -> None:
+        self.root = Path(backend_root)
+        # One lock object per store: FileLock is re-entrant per object, so nested helpers
+        # (allocate -> read_index -> rebuild_index) never deadlock on themselves.
+        self._file_lock = FileLock(str(self.root / LOCK_FILE), timeout=lock_timeout_s)
+
+    # --- paths ------------------------------------------------------------------------------
+    def group_dir(self, slug: str, spec_fp: str, exec_fp: str) -> Path:
+        """Folder holding every variant of one (spec_fp, exec_fp)."""
+        return self.root / slug / f"spec_{spec_fp}_exec_{exec_fp}"
+
+    def variant_dir(self, slug: str, spec_fp: str, exec_fp: str, variant: int) -> Path:
+        """Folder of one variant."""
+        return self.group_dir(slug, spec_fp, exec_fp) / f"v{variant}"
+
+    def _lock(self) -> FileLock:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self._file_lock
+
+    # --- reading the folders (source of truth) ----------------------------------------------
+    def read_record(self, path: Path) -> VariantRecord:
+        """Read one variant folder; a corrupt metadata.json is reported and gives status `corrupt`.
+
+        Args:
+            path: `.../spec_<fp>_exec_<fp>/v<N>`.
+        """
+        group = _GROUP_RE.match(path.parent.name)
+        number = _VARIANT_RE.match(path.name)
+        if group is None or number is None:
+            raise LaunchError(
+                "not a final-training variant folder",
+                path=path,
+                fix="variant folders are named .../spec_<fp>_exec_<fp>/v<N>",
+            )
+        spec_fp, exec_fp = group.groups()
+        meta_path = path / METADATA_FILE
+        try:
+            data = json.loads(meta_path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or data.get("status") not in (
+                STATUS_ALLOCATED,
+                STATUS_RUNNING,
+                STATUS_COMPLETE,
+                STATUS_FAILED,
+            ):
+                raise ValueError("missing or unknown 'status'")
+        except (OSError, ValueError) as error:
+            message = (
+                f"{meta_path}: unreadable variant metadata ({error}); variant v{number.group(1)} is kept "
+                "as 'corrupt' and its number is never reused. Fix: repair or delete the file by hand."
+            )
+            LOGGER.warning(message)
+            warnings.warn(message, VariantBookkeepingWarning, stacklevel=2)
+            return VariantRecord(spec_fp, exec_fp, int(number.group(1)), path, STATUS_CORRUPT)
+        return VariantRecord(
+            spec_fp,
+            exec_fp,
+            int(number.group(1)),
+            path,
+            data["status"],
+            data.get("checkpoint"),
+            frozen_mapping(data),
+        )
+
+    def scan(self, spec_fp: str | None = None, exec_fp: str | None = None) -> list[VariantRecord]:
+        """Every variant folder (optionally of one fingerprint pair), ordered by variant number."""
+        if not self.root.is_dir():
+            return []
+        pattern = f"*/spec_{spec_fp or '*'}_exec_{exec_fp or '*'}/v*"
+        records = []
+        for path in self.root.glob(pattern):
+            if path.is_dir() and _VARIANT_RE.match(path.name) and _GROUP_RE.match(path.parent.name):
+                records.append(self.read_record(path))
+        return sorted(records, key=lambda record: (record.spec_fp, record.exec_fp, record.variant))
+
+    def find(self, spec_fp: str, exec_fp: str, variant: int) -> VariantRecord | None:
+        """The variant folder of `(spec_fp, exec_fp, variant)` under any backbone slug, or None."""
+        if not self.root.is_dir():
+            return None
+        for path in self.root.glob(f"*/spec_{spec_fp}_exec_{exec_fp}/v{variant}"):
+            if path.is_dir():
+                return self.read_record(path)
+        return None
+
+    def next_variant_number(self, spec_fp: str, exec_fp: str) -> int:
+        """One more than the highest variant number known for the pair (1 when there is none)."""
+        numbers = [record.variant for record in self.scan(spec_fp, exec_fp)]
+        numbers += [int(n) for n in self.read_index().get(group_key(spec_fp, exec_fp), {})]
+        return max(numbers, default=0) + 1
+
+    # --- index and cache --------------------------------------------------------------------
+    def read_index(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """The index `{"<spec>_<exec>": {"<N>": entry}}`; missing -> rebuilt, corrupt -> reported and rebuilt."""
+        path = self.root / INDEX_FILE
+        if not path.is_file():
+            return self._index_from_folders() if self.root.is_dir() else {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            variants = data["variants"]
+            if data.get("schema") != INDEX_SCHEMA_VERSION or not isinstance(variants, dict):
+                raise ValueError("unexpected schema")
+            for entries in variants.values():
+                if not isinstance(entries, dict) or not all(
+                    isinstance(entry, dict) and "status" in entry for entry in entries.values()
+                ):
+                    raise ValueError("malformed entry")
+            return variants
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            message = (
+                f"{path}: corrupt final-training index ({error}); rebuilding it from the variant folders. "
+                "No variant is lost: the folders are the source of truth."
+            )
+            LOGGER.warning(message)
+            warnings.warn(message, VariantBookkeepingWarning, stacklevel=2)
+            return self.rebuild_index()
+
+    def _index_from_folders(self) -> dict[str, dict[str, dict[str, Any]]]:
+        variants: dict[str, dict[str, dict[str, Any]]] = {}
+        for record in self.scan():
+            key = group_key(record.spec_fp, record.exec_fp)
+            variants.setdefault(key, {})[str(record.variant)] = record.index_entry(self.root)
+        return variants
+
+    def rebuild_index(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Rebuild `index.json` from the variant folders and write it atomically."""
+        with self._lock():
+            variants = self._index_from_folders()
+            write_json_atomic(self.root / INDEX_FILE, {"schema": INDEX_SCHEMA_VERSION, "variants": variants})
+        return variants
+
+    def _write_index_entry(self, record: VariantRecord) -> None:
+        """Update one index row (caller holds the lock)."""
+        variants = self.read_index()
+        variants.setdefault(group_key(record.spec_fp, record.exec_fp), {})[str(record.variant)] = (
+            record.index_entry(self.root)
+        )
+        write_json_atomic(self.root / INDEX_FILE, {"schema": INDEX_SCHEMA_VERSION, "variants": variants})
+
+    def read_cache(self) -> dict[str, dict[str, Any]]:
+        """The latest-complete cache; unreadable -> reported and treated as empty (it is only a cache)."""
+        path = self.root / CACHE_FILE
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            return data
+        except (OSError, ValueError) as error:
+            message = f"{path}: unreadable latest-training cache ({error}); ignoring it"
+            LOGGER.warning(message)
+            warnings.warn(message, VariantBookkeepingWarning, stacklevel=2)
+            return {}
+
+    # --- lookups used by checkpoint resolution ----------------------------------------------
+    def lookup_index(self, spec_fp: str, exec_fp: str) -> dict[str, Any] | None:
+        """Latest complete variant of the pair according to the index, as `{variant, path, checkpoint}`."""
+        entries = self.read_index().get(group_key(spec_fp, exec_fp), {})
+        complete = [(int(n), e) for n, e in entries.items() if e.get("status") == STATUS_COMPLETE]
+        if not complete:
+            return None
+        number, entry = max(complete, key=lambda item: item[0])
+        return {
+            "variant": number,
+            "path": str(self.root / entry["path"]),
+            "checkpoint": entry.get("checkpoint"),
+        }
+
+    def lookup_metadata(self, spec_fp: str, exec_fp: str) -> dict[str, Any] | None:
+        """Latest complete variant of the pair found by reading metadata.json files."""
+        complete = [r for r in self.scan(spec_fp, exec_fp) if r.status == STATUS_COMPLETE]
+        if not complete:
+            return None
+        record = complete[-1]
+        return {"variant": record.variant, "path": str(record.path), "checkpoint": record.checkpoint}
+
+    def lookup_cache(self, spec_fp: str, exec_fp: str) -> dict[str, Any] | None:
+        """Latest complete variant of the pair according to the cache file."""
+        entry = self.read_cache().get(group_key(spec_fp, exec_fp))
+        if not isinstance(entry, dict) or "variant" not in entry:
+            return None
+        return {
+            "variant": int(entry["variant"]),
+            "path": entry.get("path"),
+            "checkpoint": entry.get("checkpoint"),
+        }
+
+    # --- writing ----------------------------------------------------------------------------
+    def allocate(self, slug: str, spec_fp: str, exec_fp: str, metadata: Mapping[str, Any]) -> VariantRecord:
+        """Atomically claim the next variant number of the pair and write its metadata (`allocated`).
+
+        Two processes allocating at once always get different numbers: the number is chosen
+        under a file lock and claimed by `os.mkdir`, which fails if the folder exists.
+
+        Args:
+            slug: Backbone slug (folder level above the fingerprints).
+            spec_fp: Spec fingerprint.
+            exec_fp: Exec fingerprint.
+            metadata: Facts to store (backbone, dataset, hyperparameters, ...).
+
+        Returns:
+            The new variant.
+        """
+        with self._lock():
+            number = self.next_variant_number(spec_fp, exec_fp)
+            while True:
+                path = self.variant_dir(slug, spec_fp, exec_fp, number)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    number += 1
+            return self._write(path, spec_fp, exec_fp, number, STATUS_ALLOCATED, dict(metadata), created=True)
+
+    def claim(
+        self, slug: str, spec_fp: str, exec_fp: str, variant: int, metadata: Mapping[str, Any]
+    ) -> VariantRecord:
+        """Claim an explicit variant number: return it when it exists, else create it (`allocated`)."""
+        with self._lock():
+            existing = self.find(spec_fp, exec_fp, variant)
+            if existing is not None:
+                return existing
+            path = self.variant_dir(slug, spec_fp, exec_fp, variant)
+            path.mkdir(parents=True)
+            return self._write(
+                path, spec_fp, exec_fp, variant, STATUS_ALLOCATED, dict(metadata), created=True
+            )
+
+    def update(self, path: Path, status: VariantStatus, **fields: Any) -> VariantRecord:
+        """Set a variant's status and facts in metadata.json, the index and (when complete) the cache.
+
+        Args:
+            path: The variant folder.
+            status: New status.
+            **fields: Facts to record (checkpoint, metrics, run_id, job_id, output_dir, error...).
+
+        Returns:
+            The updated variant.
+        """
+        with self._lock():
+            record = self.read_record(Path(path))
+            data = dict(record.metadata)
+            data.update({key: value for key, value in fields.items()})
+            return self._write(record.path, record.spec_fp, record.exec_fp, record.variant, status, data)
+
+    def _write(
+        self,
+        path: Path,
+        spec_fp: str,
+        exec_fp: str,
+        variant: int,
+        status: VariantStatus,
+        data: dict[str, Any],
+        created: bool = False,
+    ) -> VariantRecord:
+        """Write metadata.json + index (+ cache when complete); caller holds the lock."""
+        now = utc_now()
+        data.update({"spec_fp": spec_fp, "exec_fp": exec_fp, "variant": variant, "status": status})
+        data["updated_at"] = now
+        if created:
+            data["created_at"] = now
+        if status == STATUS_RUNNING:
+            data.setdefault("started_at", now)
+        if status in (STATUS_COMPLETE, STATUS_FAILED):
+            data["finished_at"] = now
+        write_json_atomic(path / METADATA_FILE, data)
+        record = VariantRecord(
+            spec_fp, exec_fp, variant, path, status, data.get("checkpoint"), frozen_mapping(data)
+        )
+        self._write_index_entry(record)
+        if status == STATUS_COMPLETE:
+            cache = self.read_cache()
+            key = group_key(spec_fp, exec_fp)
+            if int(cache.get(key, {}).get("variant", 0)) <= variant:
+                cache[key] = {"variant": variant, "path": str(path), "checkpoint": record.checkpoint}
+                write_json_atomic(self.root / CACHE_FILE, cache)
+        return record
