@@ -72,7 +72,7 @@ TAG_VARIANT = "final_variant"
 
 # --- Schema -------------------------------------------------------------------------------------
 # A leaf is a validator name; a dict is a section. Every key of the YAML must appear here.
-_FP_REF = {"spec_fp": "str", "exec_fp": "str", "variant": "variant"}
+_FP_REF = {"spec_fp": "str", "exec_fp": "str", "variant": "opt_variant"}
 SCHEMA: dict[str, Any] = {
     "run": {"mode": "run_mode"},
     "source": {"type": "source_type", "parent": "ref"},
