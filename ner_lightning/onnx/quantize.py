@@ -131,6 +131,8 @@ def quantize_model(source: Path, target: Path, options: QuantizeOptions) -> None
             reduce_range=options.reduce_range,
             weight_type=weight_type,
             nodes_to_exclude=exclude or None,
+            # Fused contrib ops (FastGelu, SkipLayerNormalization) defeat ONNX shape inference; their outputs are fp32.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     except Exception as error:  # onnxruntime raises bare exceptions of many types
         raise ExportError(

@@ -1,6 +1,7 @@
 """Smoke test of a converted model: does the int8 ONNX folder still do what the checkpoint does?
 
-Four checks, each reported by name with its numbers in `smoke_report.json`:
+Checks, each reported by name with its numbers in `smoke_report.json`: `labels_match` (the model
+folder names the outputs as the checkpoint does), then the four of the issue:
 (a) `emissions_match`: fp32 ONNX emissions equal PyTorch's within `emission_atol`;
 (b) `tags_match`: fp32 ONNX word tags (numpy decode) equal PyTorch's exactly on a sample;
 (c) `int8_f1`: int8 entity F1 on held-out sentences is at most `f1_tolerance` below fp32's;
@@ -175,6 +176,18 @@ class TorchTagger:
         return tags
 
 
+def check_labels(checkpoint_labels: Sequence[str], onnx_labels: Sequence[str]) -> Check:
+    """The model folder names the outputs with the checkpoint's labels, in the same order."""
+    moved = [i for i, (a, b) in enumerate(zip(checkpoint_labels, onnx_labels, strict=False)) if a != b]
+    passed = list(checkpoint_labels) == list(onnx_labels)
+    message = (
+        f"labels.json matches the checkpoint's {len(checkpoint_labels)} labels"
+        if passed
+        else f"labels.json {list(onnx_labels)} differs from the checkpoint's {list(checkpoint_labels)}"
+    )
+    return Check("labels_match", passed, message, {"differing_positions": moved})
+
+
 def check_emissions(
     torch_tagger: TorchTagger, onnx_tagger: OnnxTagger, sentences: Sequence[Sequence[str]], atol: float
 ) -> Check:
@@ -310,6 +323,7 @@ def run_smoke_test(
         emission_atol: Largest accepted emission difference for (a).
     """
     report = SmokeReport()
+    report.checks.append(check_labels(label_names, fp32.labels))
     report.checks.append(check_emissions(torch_tagger, fp32, sample, emission_atol))
     report.checks.append(check_tags(torch_tagger.tag_words(sample, label_names), fp32.tag_words(sample)))
     words = [list(w) for w, _ in held_out]
