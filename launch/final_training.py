@@ -42,9 +42,7 @@ from launch.variants import (
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
-    LABELS_FILE,
     MANIFEST_FILE,
-    SPLIT_FILES,
     STAGE_FINAL,
     TAG_DATASET_FINGERPRINT,
     TAG_DATASET_NAME,
@@ -584,7 +582,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _dataset_fingerprint(folder: Path) -> str:
-    """Content fingerprint from manifest.json, else sha256 over the split and label files' bytes."""
+    """Content fingerprint from manifest.json, else computed as `ner-data` does (same definition)."""
     manifest = folder / MANIFEST_FILE
     if manifest.is_file():
         try:
@@ -594,13 +592,9 @@ def _dataset_fingerprint(folder: Path) -> str:
                 return value
         except (OSError, ValueError):
             pass
-    digest = hashlib.sha256()
-    for name in [*SPLIT_FILES.values(), LABELS_FILE]:
-        path = folder / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+    from ner_lightning.data.manifest import dataset_fingerprint
+
+    return dataset_fingerprint(folder)
 
 
 def _dataset_labels(folder: Path) -> tuple[str, ...]:
