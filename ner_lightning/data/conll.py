@@ -84,7 +84,7 @@ def read_conll(path: str | Path, *, tag_column: int = -1, token_column: int | No
                     )
         if len(fields) != expected_columns:
             raise DataError(
-                f"line has {len(fields)} columns but the file's first word line has {expected_columns}",
+                f"line has {len(fields)} columns but the file's first word line has {expected_columns} columns",
                 path=path,
                 line=number,
                 fix="give every word line the same columns (a word with a space inside needs tab separators)",
@@ -120,7 +120,7 @@ def write_conll(sentences: Iterable[Sentence], path: str | Path) -> None:
     for sentence in sentences:
         for token, tag in zip(sentence.tokens, sentence.tags, strict=True):
             for name, value in (("token", token), ("tag", tag)):
-                if any(c in value for c in "\t\n\r") or not value.strip():
+                if any(c in value for c in "\t\n\r\x00") or not value.strip():
                     raise DataError(
                         f"{name} {value!r} cannot be written to a CoNLL file",
                         path=sentence.source or None,
