@@ -299,7 +299,11 @@ class TokenClassifier(L.LightningModule):
                 fix="use a checkpoint written by `python -m ner_lightning fit`; never load untrusted pickles",
             ) from error
         meta = _checkpoint_meta(checkpoint, str(path))
-        hyper_parameters = dict(checkpoint.get("hyper_parameters") or {})
+        accepted = inspect.signature(cls.__init__).parameters
+        # Lightning adds bookkeeping entries (e.g. `_instantiator`) that are not init arguments.
+        hyper_parameters = {
+            k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k in accepted
+        }
         hyper_parameters.update(
             backbone=meta["backbone"], label_names=list(meta["label_names"]), use_crf=meta["use_crf"]
         )
