@@ -177,12 +177,13 @@ class ValidationReport:
 
 
 class _Collector:
-    """Adds issues to a report, listing at most MAX_LISTED per (code, file) and counting all."""
+    """Adds issues to a report, listing at most MAX_LISTED per (code, file) and counting all.
+
+    Args:
+        report: The report to fill.
+    """
 
     def __init__(self, report: ValidationReport) -> None:
-        """Args:
-        report: The report to fill.
-        """
         self.report = report
         self._listed: Counter[tuple[str, str | None]] = Counter()
 
