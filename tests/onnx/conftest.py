@@ -16,7 +16,9 @@ TOY_DATASET = FIXTURES / "toy_dataset"
 MAX_LENGTH, STRIDE = 12, 3
 
 
-def train_tiny(output_dir: Path, family: str, use_crf: bool, export: bool = True, max_steps: int = 2) -> Path:
+def train_tiny(
+    output_dir: Path, family: str, use_crf: bool, export: bool = True, max_steps: int = 30
+) -> Path:
     """Train a tiny model for a couple of steps the real way (Trainer + NerDataModule + ModelCheckpoint).
 
     Returns the training output folder (`checkpoints/best.ckpt`, and `onnx/` when `export`).

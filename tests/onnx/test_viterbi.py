@@ -56,7 +56,9 @@ def test_unconstrained_numpy_viterbi_equals_pytorch_crf_reference() -> None:
     mask = torch.arange(9)[None, :] < lengths[:, None]
     reference = crf.decode(emissions, mask=mask)  # pytorch-crf's own algorithm
     scores = CrfScores(
-        crf.transitions.detach().numpy(), crf.start_transitions.detach().numpy(), crf.end_transitions.detach().numpy()
+        crf.transitions.detach().numpy(),
+        crf.start_transitions.detach().numpy(),
+        crf.end_transitions.detach().numpy(),
     )
     assert viterbi_decode(emissions.numpy(), lengths.numpy(), scores) == reference
 

@@ -1,0 +1,191 @@
+"""`ner-predict`: tag text or JSONL with an ONNX model folder and write JSONL (no torch needed).
+
+Input, one document per line:
+- text (`--format text`, or a file not ending in `.jsonl`): each line is a raw text;
+- JSONL (`--format jsonl`, or a `.jsonl` file): each line is `{"text": "..."}` or
+  `{"tokens": [...]}`; other keys (e.g. `id`) are copied to the output line.
+`--text` tags the given strings instead of a file. Output: one JSON object per input line with
+`tokens` (word, tag, character offsets) and `entities`.
+
+Exit codes: 0 done, 2 bad input (unreadable or non-UTF-8 file, malformed JSON line, bad model folder).
+Blank documents are answered with no entities and a warning on stderr that names the line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ner_lightning.errors import DataError, NerLightningError
+from ner_lightning.onnx.predictor import OnnxTagger
+
+#: Documents tagged per call of the tagger (each may hold many windows).
+_DOCUMENTS_PER_CALL = 64
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of `ner-predict`."""
+    parser = argparse.ArgumentParser(
+        prog="ner-predict", description="Tag text with an ONNX NER model folder."
+    )
+    parser.add_argument(
+        "--model", required=True, help="model folder (model.onnx, tokenizer, labels.json, ner_model.json)"
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="input file ('-' for stdin), one document per line")
+    source.add_argument("--text", action="append", help="a text to tag (repeatable)")
+    parser.add_argument(
+        "--format",
+        choices=["auto", "text", "jsonl"],
+        default="auto",
+        help="input format (auto: by extension)",
+    )
+    parser.add_argument(
+        "--output", default="-", help="JSONL output file ('-' for stdout; files are replaced atomically)"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per onnxruntime call")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
+    return parser
+
+
+def read_lines(path: str) -> Iterator[tuple[int, str]]:
+    """`(line number, text)` of a UTF-8 file or stdin, without line endings.
+
+    Raises:
+        DataError: The file is missing or not UTF-8 (the error names the line and the byte).
+    """
+    if path == "-":
+        handle = sys.stdin.buffer
+    else:
+        if not Path(path).is_file():
+            raise DataError("input file does not exist", path=path, fix="check the path")
+        handle = open(path, "rb")  # noqa: SIM115 - closed below; bytes so a bad line can be located
+    try:
+        for number, raw in enumerate(handle, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1})",
+                    path=path,
+                    line=number,
+                    fix="convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+                ) from error
+            yield number, text.removeprefix("\ufeff") if number == 1 else text
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def parse_document(number: int, line: str, jsonl: bool, path: str) -> dict[str, Any] | None:
+    """One input document (`{"text": ...}` or `{"tokens": [...]}` plus passthrough keys); None for a blank JSONL line."""
+    line = line.rstrip("\r\n")
+    if not jsonl:
+        return {"text": line}
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"not valid JSON: {error.msg}", path=path, line=number, fix="write one JSON object per line"
+        ) from error
+    if not isinstance(record, dict) or not (
+        isinstance(record.get("text"), str) or _is_token_list(record.get("tokens"))
+    ):
+        raise DataError(
+            'each line needs "text" (a string) or "tokens" (a list of strings)',
+            path=path,
+            line=number,
+            field="text",
+            fix='write e.g. {"id": 1, "text": "EU rejects German call"}',
+        )
+    return record
+
+
+def _is_token_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(t, str) for t in value)
+
+
+def tag_documents(
+    tagger: OnnxTagger, documents: Sequence[tuple[int, dict[str, Any]]], warn: TextIO
+) -> list[dict[str, Any]]:
+    """Tag parsed documents; blank ones get an empty answer and a warning naming their line."""
+    outputs: list[dict[str, Any]] = []
+    texts = [(n, d) for n, d in documents if isinstance(d.get("text"), str)]
+    token_docs = [(n, d) for n, d in documents if not isinstance(d.get("text"), str)]
+    results: dict[int, dict[str, Any]] = {}
+    for (number, record), tagged in zip(texts, tagger.predict([d["text"] for _, d in texts]), strict=True):
+        results[number] = {**record, **tagged.to_json()}
+    for (number, record), tagged in zip(
+        token_docs, tagger.predict_tokens([d["tokens"] for _, d in token_docs]), strict=True
+    ):
+        results[number] = {**record, **tagged.to_json()}
+    for number, record in documents:
+        result = results[number]
+        if not result["tokens"]:
+            kind = "empty" if not (record.get("text") or record.get("tokens")) else "whitespace-only"
+            print(f"ner-predict: line {number}: {kind} document, answered with no entities", file=warn)
+            result["warning"] = f"{kind} document"
+        outputs.append(result)
+    return outputs
+
+
+def run(args: argparse.Namespace, out: TextIO, warn: TextIO) -> int:
+    """Tag every document of the parsed arguments and write JSONL lines to `out`."""
+    tagger = OnnxTagger(args.model, batch_size=args.batch_size, intra_op_threads=args.threads)
+    if args.text is not None:
+        lines: Iterator[tuple[int, str]] = iter(enumerate(args.text, 1))
+        jsonl, path = False, "--text"
+    else:
+        path = args.input
+        jsonl = args.format == "jsonl" or (args.format == "auto" and path.endswith(".jsonl"))
+        lines = read_lines(path)
+    pending: list[tuple[int, dict[str, Any]]] = []
+    for number, line in lines:
+        document = parse_document(number, line, jsonl, path)
+        if document is not None:
+            pending.append((number, document))
+        if len(pending) == _DOCUMENTS_PER_CALL:
+            _write(out, tag_documents(tagger, pending, warn))
+            pending = []
+    if pending:
+        _write(out, tag_documents(tagger, pending, warn))
+    return 0
+
+
+def _write(out: TextIO, results: list[dict[str, Any]]) -> None:
+    for result in results:
+        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `ner-predict`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.output == "-":
+            return run(args, sys.stdout, sys.stderr)
+        target = Path(args.output)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                code = run(args, out, sys.stderr)
+            os.replace(temporary, target)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        return code
+    except NerLightningError as error:
+        print(f"ner-predict: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
