@@ -779,6 +779,29 @@ def resolve_checkpoint_from_fingerprints(
     return None, None, None
 
 
+def _latest_related_run(
+    store: VariantStore, exec_fp: str, backbone: str, dataset_fingerprint: str
+) -> tuple[str | None, str | None, dict[str, Any] | None]:
+    """Latest complete run (by finish time) with the same exec_fp, backbone and dataset content.
+
+    The fallback when the parent was itself trained with overrides, so its spec_fp cannot be
+    recomputed from the best configuration alone.
+    """
+    related = [
+        record
+        for record in store.scan(exec_fp=exec_fp)
+        if record.status == STATUS_COMPLETE
+        and record.metadata.get("backbone") == backbone
+        and (record.metadata.get("dataset") or {}).get("fingerprint") == dataset_fingerprint
+        and _variant_checkpoint(record)
+    ]
+    if not related:
+        return None, None, None
+    record = max(related, key=lambda r: (str(r.metadata.get("finished_at", "")), r.variant))
+    parent = {"spec_fp": record.spec_fp, "exec_fp": record.exec_fp, "variant": record.variant}
+    return _variant_checkpoint(record), "metadata", parent
+
+
 def _checkpoint_by_reference(
     store: VariantStore, ref: Mapping[str, Any], field_name: str, settings_path: Path | None
 ) -> tuple[str, dict[str, Any]]:
@@ -1003,6 +1026,10 @@ def _resolve(
             init_checkpoint, resolved_by, parent = resolve_checkpoint_from_fingerprints(
                 store, spec_of(base, None), exec_fp
             )
+            if init_checkpoint is None:
+                init_checkpoint, resolved_by, parent = _latest_related_run(
+                    store, exec_fp, backbone, dataset.fingerprint
+                )
         if source_type == "final_training" and init_checkpoint is None:
             raise ConfigError(
                 f"no complete previous final run found under {store.root} to continue from",

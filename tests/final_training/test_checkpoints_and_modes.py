@@ -211,3 +211,14 @@ def test_load_final_training_config_signature_matches_the_pipeline_contract() ->
     parameters = list(inspect.signature(load_final_training_config).parameters)
     assert parameters[:5] == ["root_dir", "config_dir", "best_config", "experiment_config", "train_config"]
     assert "backend" in parameters
+
+
+def test_continue_finds_a_parent_that_was_trained_with_overrides(project) -> None:
+    project.final_config("training:\n  epochs: 7\n")
+    parent = project.load()
+    checkpoint = _finish(parent)
+    project.final_config("run:\n  mode: continue_from_previous\nsource:\n  type: final_training\n")
+    child = project.load(claim=False)
+    # spec_fp of "no overrides" matches nothing; the same backbone + dataset + exec_fp does
+    assert (child.init_checkpoint, child.checkpoint_resolved_by) == (str(checkpoint), "metadata")
+    assert child.parent["spec_fp"] == parent.spec_fp
