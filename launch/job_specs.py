@@ -246,6 +246,7 @@ def build_final_training(
     distribution: Distribution | None = None,
     timeout_s: int | None = None,
     name: str = STAGE_FINAL,
+    extra_args: Sequence[str] = (),
 ) -> CommandJobSpec:
     """The final training: selected hyperparameters on train+validation, fixed seed, no early stop.
 
@@ -258,6 +259,8 @@ def build_final_training(
         distribution: Multi-node settings, or None.
         timeout_s: Wall-clock limit, or None.
         name: Step name (and display name suffix), e.g. with a variant number.
+        extra_args: Further training CLI arguments appended verbatim (e.g. a checkpoint to
+            initialise from, resolved by the final-training config loader).
 
     Raises:
         LaunchError: A hyperparameter name maps to no training CLI argument, or the seed is invalid.
@@ -283,6 +286,7 @@ def build_final_training(
         "--early_stopping.enabled false",
         "--onnx_export.enabled true",
         *_distribution_args(distribution),
+        *extra_args,
     ]
     hp_tags = {f"{TAG_HYPERPARAMETER_PREFIX}{key}": format_cli_value(value) for key, value in values.items()}
     hp_tags[f"{TAG_HYPERPARAMETER_PREFIX}seed"] = str(seed)

@@ -26,6 +26,9 @@ PARAMETER_ARGUMENTS: Mapping[str, str] = MappingProxyType(
         "learning_rate": "--model.learning_rate",
         "dropout": "--model.dropout",
         "use_crf": "--model.use_crf",
+        "weight_decay": "--model.weight_decay",
+        "warmup_ratio": "--model.warmup_ratio",
+        "crf_learning_rate": "--model.crf_learning_rate",
         "batch_size": "--data.batch_size",
         "epochs": "--trainer.max_epochs",
     }

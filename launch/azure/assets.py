@@ -8,7 +8,6 @@ same fingerprint is reused without uploading at all. Jobs then reference `azurem
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +49,12 @@ def load_data_asset(path: str | Path) -> DataAssetSpec:
 def validate_source_folder(source_dir: str | Path) -> None:
     """Validate a dataset folder locally before it is registered.
 
-    Uses the data package's validator (`ner_lightning.data.validate`, torch-free) when it is
-    installed; the split files are checked in any case.
+    Runs the data package's validator (`ner_lightning.data.validate`, torch-free): file presence,
+    readability, token/label alignment, IOB2, manifest hashes.
 
     Raises:
-        LaunchError / DataError: The folder or a required split is missing, or the validator
-            found a problem (with file, line and fix).
+        LaunchError: The folder or a required split is missing, or the validator found errors
+            (each with its file, line and fix).
     """
     folder = Path(source_dir)
     if not folder.is_dir():
@@ -73,15 +72,24 @@ def validate_source_folder(source_dir: str | Path) -> None:
             field="source_dir",
             fix="point source_dir at a folder in the canonical layout (see docs/architecture.md)",
         )
-    try:
-        validator = importlib.import_module("ner_lightning.data.validate")
-    except ModuleNotFoundError:
-        return
-    for name in ("validate_dataset_dir", "validate_dataset", "validate_folder", "validate"):
-        function = getattr(validator, name, None)
-        if callable(function):
-            function(folder)
-            return
+    from ner_lightning.data.validate import validate_folder
+
+    report = validate_folder(folder)
+    if not report.ok:
+        listed = "\n".join(f"  - {issue}" for issue in report.errors[:10])
+        raise LaunchError(
+            f"the dataset folder failed validation ({len(report.errors)} error kind(s)):\n{listed}\n",
+            path=folder,
+            field="source_dir",
+            fix="fix the listed lines (or re-run `ner-data convert`), then register again; nothing was uploaded",
+        )
+
+
+def source_fingerprint(source_dir: str | Path) -> str:
+    """Content fingerprint of a dataset folder (the data package's manifest fingerprint)."""
+    from ner_lightning.data.manifest import dataset_fingerprint
+
+    return dataset_fingerprint(source_dir)
 
 
 def register_data_asset(ml_client: Any, spec: DataAssetSpec, fingerprint: str) -> tuple[AssetRef, bool]:

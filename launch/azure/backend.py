@@ -124,6 +124,13 @@ class AzureBackend:
         result = self._finish(sweep.trial.name, submitted, ())
         return result, list_sweep_children(self.ml_client, submitted.name, self.read_run)
 
+    def log_artifacts(self, run_id: str, folder: str, artifact_path: str) -> None:
+        """Attach a local folder to a run on the workspace's MLflow server (e.g. the selection table)."""
+        from mlflow.tracking import MlflowClient
+
+        uri = self.ml_client.workspaces.get(self.ml_client.workspace_name).mlflow_tracking_uri
+        MlflowClient(tracking_uri=uri).log_artifacts(run_id, folder, artifact_path)
+
     def register_model(self, registration: ModelRegistration) -> RegisteredModel:
         """Register the model folder as a new version; reuse a version with identical tags."""
         from azure.ai.ml.constants import AssetTypes

@@ -224,5 +224,12 @@ def sweep_entity(spec: SweepJobSpec, compute: ComputeConfig, code: str | Path) -
 
 
 def as_job(entity: Any) -> Any:
-    """The standalone job (`CommandJob` / `SweepJob`) of a builder entity, e.g. to dump it as YAML."""
-    return entity._to_job()
+    """The standalone job (`CommandJob` / `SweepJob`) of a builder entity, e.g. to dump it as YAML.
+
+    `load_job` gives a builder entity back for command jobs, so this also normalises loaded jobs;
+    a job that already is standalone is returned as it is.
+    """
+    from azure.ai.ml.entities import CommandJob
+    from azure.ai.ml.entities._job.sweep.sweep_job import SweepJob
+
+    return entity if isinstance(entity, (CommandJob, SweepJob)) else entity._to_job()

@@ -65,7 +65,10 @@ def test_tags_env_json_and_uri_file_inputs(tmp_path):
         "config_sha256.a.yaml": hashlib.sha256(a.read_bytes()).hexdigest(),
         "config_sha256.b.yaml": hashlib.sha256(b.read_bytes()).hexdigest(),
     }
-    assert json.loads(config_hashes_json(configs)) == {"a.yaml": configs[0].sha256, "b.yaml": configs[1].sha256}
+    assert json.loads(config_hashes_json(configs)) == {
+        "a.yaml": configs[0].sha256,
+        "b.yaml": configs[1].sha256,
+    }
     job_input = config_file_input(configs[0])
     assert job_input.type == "uri_file" and job_input.value == str(a.resolve())
 

@@ -22,7 +22,14 @@ limits: {max_total_trials: 4, max_concurrent_trials: 2, timeout_s: 600, trial_ti
 
 def test_project_sweep_config_parses_with_all_six_parameters():
     sweep = load_sweep_config(CONFIGS / "sweep.yaml")
-    assert set(sweep.search_space) == {"backbone", "learning_rate", "batch_size", "epochs", "dropout", "use_crf"}
+    assert set(sweep.search_space) == {
+        "backbone",
+        "learning_rate",
+        "batch_size",
+        "epochs",
+        "dropout",
+        "use_crf",
+    }
     assert isinstance(sweep.search_space["learning_rate"], LogUniform)
     assert isinstance(sweep.search_space["dropout"], Uniform)
     assert isinstance(sweep.search_space["backbone"], Choice)
@@ -47,8 +54,18 @@ def test_good_config_values(tmp_path):
         ("min_value: 1.0e-5", "min_value: 1.0e-2", "search_space.learning_rate.min_value", "not below"),
         ("min_value: 1.0e-5", "min_value: 0", "search_space.learning_rate.min_value", "must be > 0"),
         ("{type: loguniform", "{type: normal", "search_space.learning_rate.type", "needs a type"),
-        ("sampling_algorithm: random", "sampling_algorithm: grid", "search_space.learning_rate", "grid sampling"),
-        ("sampling_algorithm: random", "sampling_algorithm: bayesian", "early_termination.policy", "bayesian"),
+        (
+            "sampling_algorithm: random",
+            "sampling_algorithm: grid",
+            "search_space.learning_rate",
+            "grid sampling",
+        ),
+        (
+            "sampling_algorithm: random",
+            "sampling_algorithm: bayesian",
+            "early_termination.policy",
+            "bayesian",
+        ),
         ("sampling_algorithm: random", "sampling_algorithm: sobol", "sampling_algorithm", "unknown sampling"),
         ("policy: bandit", "policy: truncation", "early_termination.policy", "unknown early-termination"),
         ("max_concurrent_trials: 2", "max_concurrent_trials: 9", "limits.max_concurrent_trials", "exceeds"),
