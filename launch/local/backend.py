@@ -74,6 +74,10 @@ class LocalBackend:
         """Register a converted final-training model in the workspace's MLflow registry."""
         return register_model(self.workspace, registration)
 
+    def log_artifacts(self, run_id: str, folder: str, artifact_path: str) -> None:
+        """Attach a folder to an MLflow run of the workspace (e.g. the selection table to the sweep)."""
+        self.workspace.mlflow_client().log_artifacts(run_id, folder, artifact_path)
+
     def data_asset_path(self, ref: AssetRef) -> Path:
         """Local folder of a registered dataset version."""
         return self.assets.data_asset_path(ref.name, ref.version)

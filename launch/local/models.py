@@ -53,7 +53,7 @@ def register_model(workspace: LocalWorkspace, registration: ModelRegistration) -
         for version in client.search_model_versions(f"name='{registration.name}'"):
             if version.tags.get(TAG_FINAL_RUN_ID) == tags[TAG_FINAL_RUN_ID]:
                 return RegisteredModel(
-                    registration.name, version.version, frozen_mapping(version.tags), reused=True
+                    registration.name, str(version.version), frozen_mapping(version.tags), reused=True
                 )
     run_id = tags.get(TAG_CONVERSION_RUN_ID) or tags[TAG_FINAL_RUN_ID]
     client.log_artifacts(run_id, registration.path, MODEL_ARTIFACT_DIR)
@@ -62,7 +62,7 @@ def register_model(workspace: LocalWorkspace, registration: ModelRegistration) -
         registration.name, source=source, run_id=run_id, tags=tags, description=registration.description
     )
     return RegisteredModel(
-        registration.name, version.version, frozen_mapping(dict(version.tags)), reused=False
+        registration.name, str(version.version), frozen_mapping(dict(version.tags)), reused=False
     )
 
 

@@ -1,0 +1,871 @@
+"""Backend-neutral orchestration of Phase 1 (P1-3 to P1-5), re-runnable step by step.
+
+Steps, in order::
+
+    validate -> data_asset -> environment -> dry_run -> sweep -> selection
+             -> final_training -> conversion -> registration
+
+Every step has a fingerprint over its own inputs and the results of the steps it depends on.
+A state file per pipeline (in the workspace, `pipelines/<name>.json`) records each step's
+fingerprint and result; a later run reuses a completed step whose fingerprint is unchanged and
+says so, unless `force` names it. A failed final training is resumed from its `last.ckpt`.
+The orchestration only builds specs (`launch.job_specs`) and calls the backend; it never trains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from launch.configs import LoadedConfig, load_config
+from launch.errors import JobFailedError, LaunchError
+from launch.jobs import (
+    AssetRef,
+    CommandJobSpec,
+    DataAssetSpec,
+    JobInput,
+    JobResult,
+    ModelRegistration,
+    TrialResult,
+)
+from launch.lineage import (
+    TAG_BACKBONE,
+    TAG_CONVERSION_RUN_ID,
+    TAG_FINAL_RUN_ID,
+    TAG_METRIC,
+    TAG_METRIC_VALUE,
+    TAG_PIPELINE,
+    TAG_SWEEP_ID,
+)
+from launch.local.workspace import write_json_atomic
+from launch.selection import select_best, write_selection
+from ner_lightning.contract import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT,
+    MANIFEST_FILE,
+    PRIMARY_METRIC,
+    SPLIT_FILES,
+    STAGE_PROD,
+    TAG_CONFIG_SHA256_PREFIX,
+    TAG_DATASET_NAME,
+    TAG_DATASET_VERSION,
+    TAG_GIT_COMMIT,
+    TAG_STAGE,
+)
+
+STEPS = (
+    "validate",
+    "data_asset",
+    "environment",
+    "dry_run",
+    "sweep",
+    "selection",
+    "final_training",
+    "conversion",
+    "registration",
+)
+STATE_VERSION = 1
+RESUME_INPUT = "resume_checkpoint"
+
+Announce = Callable[[str], Any]
+
+
+# --- config ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A validated pipeline config (`configs/pipeline/<preset>.yaml`); paths are absolute.
+
+    Attributes:
+        source: The loaded file (sha256, text).
+        name: Pipeline name: state file name, registered-model owner tag.
+        experiment: MLflow experiment of every job.
+        workspace: Local backend workspace folder.
+        lock_timeout_s: How long to wait for another run holding the workspace.
+        dataset_name: Data asset name.
+        dataset_version: Data asset version (immutable once registered).
+        dataset_source: Dataset folder in the canonical layout (or None with `prepare_command`).
+        prepare_command: Data preparation command (a local job writing `${{outputs.data}}`), or None.
+        environment: Environment definition (folder or environment.yaml).
+        train_configs: Training configs passed in order as `--config`.
+        sweep_config: Sweep config (search space, sampling, limits).
+        dry_run_limit_batches: Batches of the dry run.
+        final_training_config: configs/final_training.yaml for the final-training loader.
+        final_epochs: Full epoch budget of final training (None: the selected/configured epochs).
+        model_name: Registered model name.
+        azure_config_dir: configs/azure folder for the Azure backend.
+    """
+
+    source: LoadedConfig
+    name: str
+    experiment: str
+    workspace: Path
+    lock_timeout_s: float
+    dataset_name: str
+    dataset_version: str
+    dataset_source: Path | None
+    prepare_command: str | None
+    environment: Path
+    train_configs: tuple[Path, ...]
+    sweep_config: Path
+    dry_run_limit_batches: int
+    final_training_config: Path
+    final_epochs: int | None
+    model_name: str
+    azure_config_dir: Path | None
+
+
+REQUIRED_KEYS = (
+    "name",
+    "experiment",
+    "dataset.name",
+    "dataset.version",
+    "environment",
+    "training.configs",
+    "sweep.config",
+    "final_training.config",
+    "registration.model_name",
+)
+
+
+def load_pipeline_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a pipeline config; relative paths are relative to the file.
+
+    Raises:
+        LaunchError: Missing or invalid keys, naming the key, its line and the fix.
+    """
+    config = load_config(path)
+    if not isinstance(config.data, Mapping):
+        raise config.error(
+            "a pipeline config is a YAML mapping", field="name", fix="see configs/pipeline/smoke.yaml"
+        )
+    for key in REQUIRED_KEYS:
+        if config.get(key) in (None, ""):
+            raise config.error(
+                f"missing required key `{key}`",
+                field=key,
+                fix=f"add `{key}` (see configs/pipeline/smoke.yaml for a complete example)",
+            )
+    base = config.path.parent
+
+    def resolve(value: Any) -> Path:
+        candidate = Path(str(value)).expanduser()
+        return candidate if candidate.is_absolute() else (base / candidate).resolve()
+
+    source = config.get("dataset.source_dir")
+    prepare = config.get("dataset.prepare.command")
+    if not source and not prepare:
+        raise config.error(
+            "missing `dataset.source_dir` (or `dataset.prepare.command`)",
+            field="dataset.source_dir",
+            fix="point dataset.source_dir at a folder in the canonical layout, or give a prepare command",
+        )
+    train_configs = config.get("training.configs")
+    if isinstance(train_configs, str) or not train_configs:
+        raise config.error(
+            "`training.configs` must be a non-empty list of config files",
+            field="training.configs",
+            fix="list the base training config first, then overlays",
+        )
+    limit = config.get("dry_run.limit_batches", 2)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise config.error(
+            f"`dry_run.limit_batches` must be an integer >= 1, got {limit!r}",
+            field="dry_run.limit_batches",
+            fix="e.g. 2",
+        )
+    epochs = config.get("final_training.epochs")
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
+        raise config.error(
+            f"`final_training.epochs` must be an integer >= 1, got {epochs!r}",
+            field="final_training.epochs",
+            fix="e.g. 3",
+        )
+    workspace = config.get("workspace", ".ner_workspace")
+    azure_dir = config.get("azure.config_dir")
+    return PipelineConfig(
+        source=config,
+        name=str(config.get("name")),
+        experiment=str(config.get("experiment")),
+        workspace=Path(str(workspace)).expanduser(),
+        lock_timeout_s=float(config.get("lock_timeout_s", 0)),
+        dataset_name=str(config.get("dataset.name")),
+        dataset_version=str(config.get("dataset.version")),
+        dataset_source=resolve(source) if source else None,
+        prepare_command=str(prepare) if prepare else None,
+        environment=resolve(config.get("environment")),
+        train_configs=tuple(resolve(p) for p in train_configs),
+        sweep_config=resolve(config.get("sweep.config")),
+        dry_run_limit_batches=limit,
+        final_training_config=resolve(config.get("final_training.config")),
+        final_epochs=epochs,
+        model_name=str(config.get("registration.model_name")),
+        azure_config_dir=resolve(azure_dir) if azure_dir else None,
+    )
+
+
+# --- fingerprints ---------------------------------------------------------------------------
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def dataset_fingerprint(folder: str | Path) -> str:
+    """Content fingerprint of a dataset folder: the manifest's, else sha256 over the split files."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST_FILE
+    if manifest.is_file():
+        recorded = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
+        if recorded:
+            return str(recorded)
+    digest = hashlib.sha256()
+    for name in sorted({*SPLIT_FILES.values(), "labels.json"}):
+        file = folder / name
+        if file.is_file():
+            digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def git_commit(repo: Path) -> str:
+    """Commit of the code the jobs run: `NER_GIT_COMMIT`, else `git rev-parse HEAD`, else `unknown`."""
+    import os
+
+    if os.environ.get("NER_GIT_COMMIT"):
+        return os.environ["NER_GIT_COMMIT"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True, timeout=10
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# --- state ----------------------------------------------------------------------------------
+@dataclass
+class StepRecord:
+    """What one step left in the state file."""
+
+    fingerprint: str
+    status: str
+    result: dict[str, Any] = field(default_factory=dict)
+    finished_at: str = ""
+
+
+class PipelineState:
+    """The per-pipeline state file: step -> fingerprint, status, result.
+
+    Args:
+        path: The JSON file (written atomically after every step).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.steps: dict[str, StepRecord] = {}
+        if path.is_file():
+            try:
+                payload = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise LaunchError(
+                    f"the pipeline state file is corrupt ({exc})",
+                    path=path,
+                    fix="delete it to recompute every step (registered assets and models are reused by fingerprint)",
+                ) from None
+            self.steps = {name: StepRecord(**record) for name, record in payload.get("steps", {}).items()}
+
+    def get(self, step: str) -> StepRecord | None:
+        """The record of `step`, or None."""
+        return self.steps.get(step)
+
+    def put(self, step: str, record: StepRecord) -> None:
+        """Record a step and save the file."""
+        record.finished_at = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.steps[step] = record
+        write_json_atomic(
+            self.path, {"version": STATE_VERSION, "steps": {k: asdict(v) for k, v in self.steps.items()}}
+        )
+
+
+def _job_to_dict(result: JobResult) -> dict[str, Any]:
+    payload = asdict(result)
+    payload["outputs"] = dict(result.outputs)
+    payload["metrics"] = dict(result.metrics)
+    return payload
+
+
+def _trial_to_dict(trial: TrialResult) -> dict[str, Any]:
+    payload = asdict(trial)
+    payload["params"] = dict(trial.params)
+    payload["metrics"] = dict(trial.metrics)
+    return payload
+
+
+# --- orchestration --------------------------------------------------------------------------
+@dataclass
+class PipelineReport:
+    """What a pipeline run did, step by step (also the summary's source)."""
+
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    summary_path: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Phase 1 on one backend, step by step (the notebook calls the steps; `run` calls them all).
+
+    Args:
+        config: Validated pipeline config.
+        backend: A `launch.jobs.Backend` (LocalBackend or AzureBackend).
+        state_dir: Folder of the state and summary files (the local workspace's `pipelines/`).
+        code_dir: Repository root (git commit, job working directory).
+        force: Steps to recompute even when their fingerprint is unchanged.
+        announce: Where progress lines go.
+    """
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        backend: Any,
+        state_dir: Path,
+        code_dir: Path,
+        force: tuple[str, ...] = (),
+        announce: Announce = print,
+    ) -> None:
+        unknown = [step for step in force if step not in STEPS]
+        if unknown:
+            raise LaunchError(
+                f"unknown step(s) to force: {', '.join(unknown)}",
+                field="--force",
+                fix=f"use one of {', '.join(STEPS)}",
+            )
+        self.config = config
+        self.backend = backend
+        self.code_dir = code_dir
+        self.force = set(force)
+        self.announce = announce
+        self.state_dir = state_dir
+        self.state = PipelineState(state_dir / f"{config.name}.json")
+        self.report = PipelineReport()
+        self.commit = git_commit(code_dir)
+        self._train_configs = tuple(load_config(p) for p in config.train_configs)
+        self._results: dict[str, dict[str, Any]] = {}
+
+    # --- step bookkeeping ------------------------------------------------------------------
+    def _step(
+        self, step: str, inputs: Mapping[str, Any], action: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        number = STEPS.index(step) + 1
+        fingerprint = _digest({"step": step, **inputs})
+        record = self.state.get(step)
+        if (
+            record
+            and record.status == "completed"
+            and record.fingerprint == fingerprint
+            and step not in self.force
+        ):
+            self.announce(
+                f"[{number}/{len(STEPS)}] {step}: reused (inputs unchanged since {record.finished_at})"
+            )
+            self.report.reused.append(step)
+            self._results[step] = record.result
+            return record.result
+        self.announce(f"[{number}/{len(STEPS)}] {step}: running")
+        try:
+            result = action()
+        except Exception as exc:
+            previous = record.result if record and record.fingerprint == fingerprint else {}
+            failure = getattr(exc, "job_result", None) or previous
+            self.state.put(step, StepRecord(fingerprint, "failed", failure))
+            raise
+        self.state.put(step, StepRecord(fingerprint, "completed", result))
+        self.report.ran.append(step)
+        self._results[step] = result
+        self.announce(f"[{number}/{len(STEPS)}] {step}: done")
+        return result
+
+    def _need(self, step: str) -> dict[str, Any]:
+        if step not in self._results:
+            record = self.state.get(step)
+            if record is None or record.status != "completed":
+                raise LaunchError(
+                    f"step `{step}` has not completed yet",
+                    field=step,
+                    fix=f"run `ner-pipeline run --until {step}` (or the `{step}` step) first",
+                )
+            self._results[step] = record.result
+        return self._results[step]
+
+    def _job_context(self) -> Any:
+        from launch.job_specs import JobContext
+
+        data, env = self._need("data_asset"), self._need("environment")
+        return JobContext(
+            experiment_name=self.config.experiment,
+            dataset=AssetRef(data["name"], data["version"], data["fingerprint"]),
+            environment=AssetRef(env["name"], env["version"], env["fingerprint"]),
+            git_commit=self.commit,
+            train_configs=self._train_configs,
+            tracked_configs=(self.config.source,),
+            display_prefix=f"{self.config.name}-",
+        )
+
+    def _run_job(self, spec: CommandJobSpec) -> JobResult:
+        result = self.backend.run(spec)
+        if result.status != "Completed":
+            error = JobFailedError(
+                f"{spec.stage} job {result.job_id} ended {result.status}:\n{result.error}",
+                path=result.log_path or None,
+                fix="read the job log, fix the cause and run the pipeline again",
+            )
+            error.job_result = _job_to_dict(result)
+            raise error
+        return result
+
+    # --- steps -------------------------------------------------------------------------------
+    def validate(self) -> dict[str, Any]:
+        """Check the backend's infrastructure (never creates anything); always runs."""
+        self.announce(f"[1/{len(STEPS)}] validate: checking the {self.backend.name} backend")
+        self.backend.validate_infrastructure()
+        self._results["validate"] = {"backend": self.backend.name}
+        return self._results["validate"]
+
+    def data_asset(self) -> dict[str, Any]:
+        """Prepare the dataset when configured, then register (or reuse) the data asset version."""
+        cfg = self.config
+
+        def action() -> dict[str, Any]:
+            source = cfg.dataset_source
+            if cfg.prepare_command:
+                source = Path(self._prepare_dataset())
+            fingerprint = dataset_fingerprint(source)
+            spec = DataAssetSpec(cfg.dataset_name, cfg.dataset_version, str(source))
+            ref, reused = self.backend.ensure_data_asset(spec, fingerprint)
+            self.announce(f"  data asset {ref.name}:{ref.version} {'reused' if reused else 'registered'}")
+            return {"name": ref.name, "version": ref.version, "fingerprint": fingerprint, "reused": reused}
+
+        inputs = {
+            "name": cfg.dataset_name,
+            "version": cfg.dataset_version,
+            "source": dataset_fingerprint(cfg.dataset_source) if cfg.dataset_source else cfg.prepare_command,
+        }
+        return self._step("data_asset", inputs, action)
+
+    def _prepare_dataset(self) -> str:
+        env = self._need_environment_ref_for_prepare()
+        spec = CommandJobSpec(
+            name="prepare_data",
+            stage="data_preparation",
+            command=self.config.prepare_command or "",
+            inputs={},
+            outputs=("data",),
+            compute="cpu",
+            environment=env,
+            experiment_name=self.config.experiment,
+            display_name=f"{self.config.name}-prepare_data",
+            tags={TAG_GIT_COMMIT: self.commit},
+        )
+        return self._run_job(spec).outputs["data"]
+
+    def _need_environment_ref_for_prepare(self) -> AssetRef:
+        from launch.azure.environment import load_environment
+
+        spec = load_environment(self.config.environment)
+        return AssetRef(spec.name, spec.version)
+
+    def environment(self) -> dict[str, Any]:
+        """Register (or reuse) the environment version every job runs in."""
+        from launch.azure.environment import environment_fingerprint, load_environment
+
+        spec = load_environment(self.config.environment)
+        fingerprint = environment_fingerprint(spec)
+
+        def action() -> dict[str, Any]:
+            ref, reused = self.backend.ensure_environment(spec, fingerprint)
+            self.announce(f"  environment {ref.name}:{ref.version} {'reused' if reused else 'registered'}")
+            return {"name": ref.name, "version": ref.version, "fingerprint": fingerprint, "reused": reused}
+
+        return self._step(
+            "environment", {"name": spec.name, "version": spec.version, "fp": fingerprint}, action
+        )
+
+    def dry_run(self) -> dict[str, Any]:
+        """One short training job; it must load the data, log `val_f1` and write a checkpoint."""
+        from launch.job_specs import build_dry_run
+
+        spec = build_dry_run(self._job_context(), limit_batches=self.config.dry_run_limit_batches)
+
+        def action() -> dict[str, Any]:
+            result = self._run_job(spec)
+            problems = []
+            if PRIMARY_METRIC not in result.metrics:
+                problems.append(f"the run logged no `{PRIMARY_METRIC}` (logging is broken)")
+            output = Path(next(iter(result.outputs.values()), ""))
+            if self.backend.name == "local" and not any(
+                (output / CHECKPOINT_DIR / name).is_file() for name in (LAST_CHECKPOINT, BEST_CHECKPOINT)
+            ):
+                problems.append(f"no checkpoint was written under {output / CHECKPOINT_DIR}")
+            if problems:
+                raise JobFailedError(
+                    f"the dry run {result.job_id} completed but failed verification: {'; '.join(problems)}",
+                    path=result.log_path or None,
+                    fix="read the job log; the sweep is not started until the dry run passes",
+                )
+            self.announce(
+                f"  dry run verified: data loaded, {PRIMARY_METRIC}={result.metrics[PRIMARY_METRIC]:.4f}, checkpoint written"
+            )
+            return _job_to_dict(result)
+
+        return self._step("dry_run", {"spec": _spec_key(spec)}, action)
+
+    def sweep(self) -> dict[str, Any]:
+        """The hyperparameter sweep (objective `val_f1`)."""
+        from launch.job_specs import build_sweep
+        from launch.search_space import load_sweep_config
+
+        sweep = build_sweep(self._job_context(), load_sweep_config(self.config.sweep_config))
+        dry = self._need("dry_run")
+
+        def action() -> dict[str, Any]:
+            parent, trials = self.backend.run_sweep(sweep)
+            return {"parent": _job_to_dict(parent), "trials": [_trial_to_dict(t) for t in trials]}
+
+        return self._step("sweep", {"spec": _spec_key(sweep), "dry_run": dry["run_id"]}, action)
+
+    def selection(self) -> dict[str, Any]:
+        """Pick the best trial deterministically; the criteria and ranked table go to files and MLflow."""
+        sweep = self._need("sweep")
+        trials = [
+            TrialResult(**{**t, "params": t["params"], "metrics": t["metrics"]}) for t in sweep["trials"]
+        ]
+        context = self._job_context()
+        from launch.job_specs import build_dry_run
+
+        tags = dict(build_dry_run(context).tags)
+        default_backbone = str(self._train_configs[0].get("model.backbone", ""))
+
+        def action() -> dict[str, Any]:
+            chosen = select_best(
+                trials,
+                context_tags=tags,
+                sweep_id=sweep["parent"]["run_id"],
+                default_backbone=default_backbone,
+            )
+            folder = write_selection(chosen, self.state_dir / f"{self.config.name}_selection")
+            log = getattr(self.backend, "log_artifacts", None)
+            if log is not None:
+                log(sweep["parent"]["run_id"], str(folder), "selection")
+            self.announce(
+                f"  selected trial {chosen.trial_id}: {chosen.metric}={chosen.value:.4f} {dict(chosen.params)}"
+            )
+            return {"selection": chosen.to_json(), "folder": str(folder)}
+
+        result = self._step("selection", {"sweep": sweep["parent"]["run_id"]}, action)
+        return result
+
+    def final_training(self) -> dict[str, Any]:
+        """Train the selected configuration on train + validation, fixed seed, no early stopping."""
+        from launch.job_specs import build_final_training
+
+        chosen = self._need("selection")["selection"]
+        context = self._job_context()
+        preview = self._resolve_final_training(chosen, claim=False)
+        hyperparameters = dict(chosen["params"])
+        spec = build_final_training(
+            context, hyperparameters, seed=preview.seed, epochs=self.config.final_epochs
+        )
+        spec = replace(spec, tags={**spec.tags, TAG_SWEEP_ID: chosen["sweep_id"]})
+        inputs_key = {"spec": _spec_key(spec), "selection": chosen["trial_id"]}
+        record = self.state.get("final_training")
+        resume = None
+        same_inputs = record and record.fingerprint == _digest({"step": "final_training", **inputs_key})
+        if same_inputs and record.status == "failed" and "final_training" not in self.force:
+            output = Path(next(iter(record.result.get("outputs", {}).values()), "/nonexistent"))
+            candidate = output / CHECKPOINT_DIR / LAST_CHECKPOINT
+            if candidate.is_file():
+                resume = candidate
+
+        def action() -> dict[str, Any]:
+            resolved = self._resolve_final_training(chosen, claim=True)
+            job = replace(spec, tags={**spec.tags, **_string_tags(resolved.mlflow_tags)})
+            checkpoint = resume or (Path(resolved.resume_checkpoint) if resolved.resume_checkpoint else None)
+            if checkpoint is not None:
+                self.announce(f"  resuming the interrupted final training from {checkpoint}")
+                job = replace(
+                    job,
+                    command=f"{job.command} --ckpt_path ${{{{inputs.{RESUME_INPUT}}}}}",
+                    inputs={**job.inputs, RESUME_INPUT: JobInput("uri_file", str(checkpoint))},
+                )
+            try:
+                result = self._run_job(job)
+            except JobFailedError as exc:
+                self._mark_variant_failed(resolved, exc)
+                raise
+            self._mark_variant(resolved, result)
+            return _job_to_dict(result)
+
+        return self._step("final_training", inputs_key, action)
+
+    def _resolve_final_training(self, chosen: Mapping[str, Any], *, claim: bool) -> Any:
+        """Run the final-training loader (launch/final_training.py) over the selection."""
+        from launch.final_training import load_final_training_config
+
+        data = self._need("data_asset")
+        root = self.state_dir.parent
+        config_dir = root / "configs"
+        config_dir.mkdir(parents=True, exist_ok=True)
+        # The loader reads configs/final_training.yaml and a data config inside config_dir: keep
+        # frozen copies in the workspace, the data config pointing at the registered asset.
+        (config_dir / "final_training.yaml").write_bytes(self.config.final_training_config.read_bytes())
+        local_path = self._dataset_path(data)
+        # JSON is YAML: the data config the loader reads, pointing at the registered asset.
+        write_json_atomic(
+            config_dir / "data.yaml",
+            {"name": data["name"], "version": data["version"], "local_path": str(local_path)},
+        )
+        best = {"backbone": chosen["backbone"], **chosen["params"]}
+        return load_final_training_config(
+            root,
+            config_dir,
+            best,
+            {"name": self.config.experiment, "data_config": "data.yaml"},
+            train_config=dict(_thaw(self._train_configs[0].data)),
+            backend=self.backend.name,
+            claim=claim,
+            git_commit=self.commit,
+        )
+
+    def _dataset_path(self, data: Mapping[str, Any]) -> Path:
+        path_of = getattr(self.backend, "data_asset_path", None)
+        if path_of is None:
+            return self.config.dataset_source or Path(".")
+        return Path(path_of(AssetRef(data["name"], data["version"], data["fingerprint"])))
+
+    def _mark_variant(self, resolved: Any, result: JobResult) -> None:
+        from launch import final_training
+
+        output = next(iter(result.outputs.values()), None)
+        final_training.mark_variant_running(
+            resolved, run_id=result.run_id, job_id=result.job_id, output_dir=output
+        )
+        final_training.mark_variant_complete(resolved, metrics=dict(result.metrics), run_id=result.run_id)
+
+    def _mark_variant_failed(self, resolved: Any, exc: JobFailedError) -> None:
+        from launch import final_training
+
+        run_id = (getattr(exc, "job_result", None) or {}).get("run_id")
+        final_training.mark_variant_failed(resolved, error=exc.message[-2000:], run_id=run_id)
+
+    def conversion(self) -> dict[str, Any]:
+        """Convert the final training's output to an int8 ONNX model folder on the CPU cluster."""
+        from launch.job_specs import build_conversion
+
+        final = self._need("final_training")
+        output = next(iter(final["outputs"].values()))
+        spec = build_conversion(self._job_context(), JobInput("job_output", output))
+        spec = replace(spec, tags={**spec.tags, TAG_FINAL_RUN_ID: final["run_id"]})
+
+        def action() -> dict[str, Any]:
+            return _job_to_dict(self._run_job(spec))
+
+        return self._step("conversion", {"spec": _spec_key(spec), "final": final["run_id"]}, action)
+
+    def registration(self) -> dict[str, Any]:
+        """Register the int8 ONNX folder with stage=prod and its lineage (never overwriting)."""
+        final, conversion = self._need("final_training"), self._need("conversion")
+        chosen = self._need("selection")["selection"]
+        data = self._need("data_asset")
+        hashes = {k: v for k, v in self._job_context_tags().items() if k.startswith(TAG_CONFIG_SHA256_PREFIX)}
+        value = final["metrics"].get(PRIMARY_METRIC, chosen["value"])
+        tags = {
+            TAG_STAGE: STAGE_PROD,
+            TAG_DATASET_NAME: data["name"],
+            TAG_DATASET_VERSION: data["version"],
+            TAG_BACKBONE: chosen["backbone"],
+            TAG_METRIC: PRIMARY_METRIC,
+            TAG_METRIC_VALUE: f"{value:.6f}",
+            TAG_FINAL_RUN_ID: final["run_id"],
+            TAG_CONVERSION_RUN_ID: conversion["run_id"],
+            TAG_SWEEP_ID: chosen["sweep_id"],
+            TAG_PIPELINE: self.config.name,
+            TAG_GIT_COMMIT: self.commit,
+            **hashes,
+        }
+        folder = next(iter(conversion["outputs"].values()))
+        registration = ModelRegistration(
+            self.config.model_name, folder, tags, f"{self.config.name}: {PRIMARY_METRIC}={value:.4f}"
+        )
+
+        def action() -> dict[str, Any]:
+            model = self.backend.register_model(registration)
+            how = "already registered (reused)" if model.reused else "registered"
+            self.announce(f"  model {model.name} version {model.version} {how}")
+            return {
+                "name": model.name,
+                "version": model.version,
+                "reused": model.reused,
+                "tags": dict(model.tags),
+            }
+
+        return self._step(
+            "registration",
+            {"final": final["run_id"], "conversion": conversion["run_id"], "name": self.config.model_name},
+            action,
+        )
+
+    def _job_context_tags(self) -> dict[str, str]:
+        from launch.job_specs import build_dry_run
+
+        return dict(build_dry_run(self._job_context()).tags)
+
+    # --- whole run ---------------------------------------------------------------------------
+    def run(self, until: str | None = None) -> PipelineReport:
+        """Run every step up to and including `until` (default: all), then write the summary."""
+        if until is not None and until not in STEPS:
+            raise LaunchError(
+                f"unknown step {until!r}", field="--until", fix=f"use one of {', '.join(STEPS)}"
+            )
+        last = STEPS.index(until) if until else len(STEPS) - 1
+        for step in STEPS[: last + 1]:
+            getattr(self, step)()
+        self.write_summary()
+        return self.report
+
+    def summary(self) -> dict[str, Any]:
+        """Selected configuration, F1s, model name + version and artifact paths, from the state."""
+
+        def result(step: str) -> dict[str, Any]:
+            record = self.state.get(step)
+            return record.result if record and record.status == "completed" else {}
+
+        chosen = result("selection").get("selection", {})
+        return {
+            "pipeline": self.config.name,
+            "backend": self.backend.name,
+            "reused_steps": self.report.reused,
+            "ran_steps": self.report.ran,
+            "data_asset": f"{result('data_asset').get('name', '')}:{result('data_asset').get('version', '')}",
+            "environment": f"{result('environment').get('name', '')}:{result('environment').get('version', '')}",
+            "dry_run_val_f1": result("dry_run").get("metrics", {}).get(PRIMARY_METRIC),
+            "sweep_run": result("sweep").get("parent", {}).get("run_id"),
+            "trials": len(result("sweep").get("trials", [])),
+            "selected_trial": chosen.get("trial_id"),
+            "selected_params": chosen.get("params"),
+            "selected_backbone": chosen.get("backbone"),
+            "sweep_best_val_f1": chosen.get("value"),
+            "final_val_f1": result("final_training").get("metrics", {}).get(PRIMARY_METRIC),
+            "final_run": result("final_training").get("run_id"),
+            "final_output": next(iter(result("final_training").get("outputs", {}).values()), None),
+            "model_folder": next(iter(result("conversion").get("outputs", {}).values()), None),
+            "registered_model": f"{result('registration').get('name', '')}:{result('registration').get('version', '')}",
+            "selection_folder": result("selection").get("folder"),
+        }
+
+    def write_summary(self) -> Path:
+        """Print the summary table and write it (JSON + text) next to the state file."""
+        summary = self.summary()
+        width = max(len(k) for k in summary)
+        lines = [f"{key.ljust(width)}  {_cell(value)}" for key, value in summary.items()]
+        text = "\n".join(["Phase 1 pipeline summary", "-" * 60, *lines]) + "\n"
+        self.announce(text)
+        path = self.state_dir / f"{self.config.name}_summary.txt"
+        path.write_text(text, encoding="utf-8")
+        write_json_atomic(self.state_dir / f"{self.config.name}_summary.json", summary)
+        self.report.summary, self.report.summary_path = summary, path
+        return path
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return "-" if value in (None, "", ":") else str(value)
+
+
+def _thaw(value: Any) -> Any:
+    from launch.configs import thaw
+
+    return thaw(value)
+
+
+def _string_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (tags or {}).items()}
+
+
+def _spec_key(spec: Any) -> str:
+    """Fingerprint of a job or sweep spec (command, inputs, tags, search space): what defines the step."""
+    return _digest(repr(spec))
+
+
+# --- entry point ----------------------------------------------------------------------------
+def make_backend(config: PipelineConfig, backend: str, code_dir: Path, announce: Announce = print) -> Any:
+    """The backend named `backend` (`local` or `azure`) for `config`."""
+    if backend == "local":
+        from launch.local import LocalBackend
+
+        return LocalBackend(config.workspace, code_dir=code_dir, announce=announce)
+    if backend == "azure":
+        if config.azure_config_dir is None:
+            raise config.source.error(
+                "the azure backend needs `azure.config_dir`",
+                field="azure.config_dir",
+                fix="set azure.config_dir to the configs/azure folder (workspace.yaml, compute.yaml)",
+            )
+        from launch.azure.backend import AzureBackend
+        from launch.azure.compute import load_compute
+        from launch.azure.workspace import create_ml_client, load_workspace
+
+        client = create_ml_client(load_workspace(config.azure_config_dir / "workspace.yaml"))
+        compute = load_compute(config.azure_config_dir / "compute.yaml")
+        return AzureBackend(client, compute, code_dir, announce=announce)
+    raise LaunchError(f"unknown backend {backend!r}", field="--backend", fix="use local or azure")
+
+
+def state_dir_for(config: PipelineConfig) -> Path:
+    """Where the state, selection and summary files of `config` live (the local workspace's `pipelines/`)."""
+    from launch.local.workspace import LocalWorkspace
+
+    return LocalWorkspace(config.workspace).pipelines_dir
+
+
+def run_pipeline(
+    config_path: str | Path,
+    *,
+    backend: str = "local",
+    until: str | None = None,
+    force: tuple[str, ...] = (),
+    workspace: str | Path | None = None,
+    code_dir: str | Path | None = None,
+    announce: Announce = print,
+) -> PipelineReport:
+    """Load the config, take the workspace lock and run the pipeline (what `ner-pipeline run` does).
+
+    Args:
+        config_path: Pipeline config (configs/pipeline/<preset>.yaml).
+        backend: `local` or `azure`.
+        until: Last step to run (default: all).
+        force: Steps to recompute even when unchanged.
+        workspace: Overrides the config's `workspace` folder.
+        code_dir: Repository root (default: current directory).
+        announce: Where progress lines go.
+    """
+    from launch.local.workspace import LocalWorkspace
+
+    config = load_pipeline_config(config_path)
+    if workspace is not None:
+        config = replace(config, workspace=Path(workspace))
+    code = Path(code_dir or Path.cwd()).absolute()
+    local = LocalWorkspace(config.workspace)
+    with local.locked(config.lock_timeout_s, announce=announce):
+        chosen = make_backend(config, backend, code, announce)
+        pipeline = Pipeline(config, chosen, local.pipelines_dir, code, force=force, announce=announce)
+        report = pipeline.run(until)
+    if report.reused:
+        announce(f"reused: {', '.join(report.reused)}")
+    return report

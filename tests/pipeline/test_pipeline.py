@@ -1,0 +1,332 @@
+"""`ner-pipeline` and the orchestration: config errors, lineage refusals, concurrency, and the
+smoke preset end to end (acceptance 1-4, 6) once the training and conversion jobs are available."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from launch.cli import main
+from launch.errors import LaunchError
+from launch.jobs import ModelRegistration
+from launch.lineage import (
+    TAG_BACKBONE,
+    TAG_CONVERSION_RUN_ID,
+    TAG_FINAL_RUN_ID,
+    TAG_METRIC,
+    TAG_METRIC_VALUE,
+    TAG_PIPELINE,
+    TAG_SWEEP_ID,
+)
+from launch.local import LocalBackend
+from tests.conftest import REPO_ROOT
+
+SMOKE = REPO_ROOT / "configs" / "pipeline" / "smoke.yaml"
+NOTEBOOK = REPO_ROOT / "notebooks" / "01_orchestrate_training.ipynb"
+TRAINING_READY = all(
+    (REPO_ROOT / path).is_file()
+    for path in (
+        "ner_lightning/cli.py",
+        "ner_lightning/onnx/convert.py",
+        "configs/train.yaml",
+        "ner_lightning/tracking.py",
+    )
+)
+needs_training = pytest.mark.skipif(
+    not TRAINING_READY, reason="training CLI, conversion job or configs/train.yaml not in the tree yet"
+)
+
+
+# --- config and CLI errors ---------------------------------------------------------------
+def test_missing_key_names_the_key_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    text = SMOKE.read_text().replace("  model_name: ner-smoke\n", "  other: x\n")
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(text)
+    assert main(["run", "--config", str(config), "--workspace", str(tmp_path / "ws")]) == 2
+    err = capsys.readouterr().err
+    assert "[registration.model_name]: missing required key `registration.model_name`" in err
+    assert re.search(r"pipeline\.yaml:\d+", err) and "Traceback" not in err
+
+
+def test_missing_config_file_and_unknown_force_step(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "config file does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--config", str(SMOKE), "--force", "bogus"])
+
+
+def test_non_writable_workspace_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["run", "--config", str(SMOKE), "--workspace", str(blocker / "ws")]) == 2
+    assert "the local workspace folder is not writable" in capsys.readouterr().err
+
+
+def test_second_concurrent_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    workspace = tmp_path / "ws"
+    holder = textwrap.dedent(
+        f"""
+        import sys
+        from launch.local import LocalWorkspace
+        with LocalWorkspace({str(workspace)!r}).locked():
+            print("locked", flush=True)
+            sys.stdin.readline()
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", holder],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == "locked"
+        assert main(["run", "--config", str(SMOKE), "--workspace", str(workspace)]) == 2
+        assert "another pipeline run is using this workspace" in capsys.readouterr().err
+    finally:
+        process.communicate("\n")
+    assert not (workspace / "pipelines").exists()  # the refused run wrote no state
+
+
+# --- registration lineage ----------------------------------------------------------------
+def _model_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"onnx")
+    (folder / "ner_model.json").write_text(json.dumps({"quantization": "int8"}))
+    (folder / "smoke_report.json").write_text("{}")
+    return folder
+
+
+def _registration(
+    backend: LocalBackend, tmp_path: Path, stage: str, pipeline: str = "smoke"
+) -> ModelRegistration:
+    client = MlflowClient(backend.workspace.tracking_uri)
+    experiment = backend.workspace.experiment_id(client, "exp")
+    run = client.create_run(experiment, tags={"stage": stage}).info.run_id
+    tags = {
+        "stage": "prod",
+        "dataset_version": "1",
+        "dataset_name": "toy",
+        TAG_BACKBONE: "tiny",
+        TAG_METRIC: "val_f1",
+        TAG_METRIC_VALUE: "0.9",
+        TAG_FINAL_RUN_ID: run,
+        TAG_CONVERSION_RUN_ID: run,
+        TAG_SWEEP_ID: "sweep",
+        TAG_PIPELINE: pipeline,
+    }
+    folder = tmp_path / "model" if (tmp_path / "model").exists() else _model_folder(tmp_path)
+    return ModelRegistration("ner-model", str(folder), tags)
+
+
+def test_registration_refuses_non_final_lineage_and_foreign_names(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "ws", announce=lambda _m: None)
+    with pytest.raises(LaunchError, match="is a 'sweep' run, not a final-training run"):
+        backend.register_model(_registration(backend, tmp_path, "sweep"))
+    with pytest.raises(LaunchError, match="is a 'dry_run' run"):
+        backend.register_model(_registration(backend, tmp_path, "dry_run"))
+    good = _registration(backend, tmp_path, "final_training")
+    first = backend.register_model(good)
+    assert (first.version, first.reused) == ("1", False)
+    again = backend.register_model(good)
+    assert (again.version, again.reused) == ("1", True)
+    second = backend.register_model(_registration(backend, tmp_path, "final_training"))
+    assert second.version == "2"
+    with pytest.raises(LaunchError, match="already exists with another lineage"):
+        backend.register_model(_registration(backend, tmp_path, "final_training", pipeline="other"))
+    (tmp_path / "model" / "last.ckpt").write_bytes(b"x")
+    with pytest.raises(LaunchError, match="checkpoints are never registered"):
+        backend.register_model(_registration(backend, tmp_path, "final_training"))
+    versions = MlflowClient(backend.workspace.tracking_uri).search_model_versions("name='ner-model'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]
+
+
+# --- notebook ------------------------------------------------------------------------------
+TRAINING_IMPORTS = re.compile(
+    r"^\s*(import|from)\s+(torch|lightning|pytorch_lightning|transformers|ner_lightning\.(model|data|cli|callbacks|metrics|onnx))\b",
+    re.M,
+)
+
+
+def test_notebook_has_no_outputs_and_no_training_code() -> None:
+    notebook = json.loads(NOTEBOOK.read_text())
+    code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert code and all(not cell.get("outputs") and cell.get("execution_count") is None for cell in code)
+    for cell in code:
+        source = "".join(cell["source"])
+        assert not TRAINING_IMPORTS.search(source), source
+        assert "subprocess" not in source and ".fit(" not in source
+
+
+# --- end to end (needs the training and conversion jobs) -----------------------------------
+def _run_cli(workspace: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "launch.cli",
+        "run",
+        "--config",
+        str(SMOKE),
+        "--workspace",
+        str(workspace),
+        *extra,
+    ]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    if check:
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result
+
+
+@needs_training
+@pytest.mark.slow
+def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    first = _run_cli(workspace)
+    assert "registration: done" in first.stdout
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ner-smoke").experiment_id], max_results=100)
+    stages = sorted(run.data.tags.get("stage") for run in runs)
+    assert {"dry_run", "sweep", "final_training", "conversion"} <= set(stages)
+    for run in runs:
+        assert run.data.tags.get("git_commit") and any(k.startswith("config_sha256.") for k in run.data.tags)
+    dry = next(r for r in runs if r.data.tags["stage"] == "dry_run")
+    assert dry.data.tags["production_eligible"] == "false"
+    sweep_parent = next(
+        r for r in runs if r.data.tags["stage"] == "sweep" and "mlflow.parentRunId" not in r.data.tags
+    )
+    artifacts = [a.path for a in client.list_artifacts(sweep_parent.info.run_id, "selection")]
+    assert "selection/ranked_trials.csv" in artifacts
+    (version,) = client.search_model_versions("name='ner-smoke'")
+    assert version.tags["stage"] == "prod" and version.tags[TAG_FINAL_RUN_ID]
+    assert client.get_run(version.tags[TAG_FINAL_RUN_ID]).data.tags["stage"] == "final_training"
+    assets_before = sorted(p.relative_to(workspace) for p in (workspace / "assets").rglob("*"))
+
+    second = _run_cli(workspace)
+    assert (
+        "reused: data_asset, environment, dry_run, sweep, selection, final_training, conversion, registration"
+        in second.stdout
+    )
+    assert len(client.search_model_versions("name='ner-smoke'")) == 1
+    assert sorted(p.relative_to(workspace) for p in (workspace / "assets").rglob("*")) == assets_before
+    runs_after = client.search_runs(
+        [client.get_experiment_by_name("ner-smoke").experiment_id], max_results=100
+    )
+    assert len(runs_after) == len(runs)
+
+
+@needs_training
+@pytest.mark.slow
+def test_sigterm_final_training_then_resume_to_registered_model(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    _run_cli(workspace, "--until", "selection")
+    command = [
+        sys.executable,
+        "-m",
+        "launch.cli",
+        "run",
+        "--config",
+        str(SMOKE),
+        "--workspace",
+        str(workspace),
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    record = None
+    for _ in range(600):  # wait for the final job's last.ckpt (end of epoch 1), then stop it mid-epoch 2
+        records = [json.loads(p.read_text()) for p in (workspace / "jobs").glob("final_training-*/job.json")]
+        if records and Path(records[0]["outputs"]["model"], "checkpoints", "last.ckpt").is_file():
+            record = records[0]
+            break
+        time.sleep(0.5)
+    assert record is not None, "the final training never wrote last.ckpt"
+    os.kill(record["pid"], signal.SIGTERM)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2, output
+    resumed = _run_cli(workspace)
+    assert "resuming the interrupted final training from" in resumed.stdout
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    assert len(client.search_model_versions("name='ner-smoke'")) == 1
+
+
+@needs_training
+@pytest.mark.slow
+def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
+    data = tmp_path / "bad_data"
+    data.mkdir()
+    toy = REPO_ROOT / "tests" / "fixtures" / "toy_dataset"
+    for name in ("train.jsonl", "validation.jsonl", "labels.json"):
+        (data / name).write_bytes((toy / name).read_bytes())
+    lines = (data / "train.jsonl").read_text().splitlines()
+    broken = json.loads(lines[2])
+    broken["ner_tags"] = broken["ner_tags"][:-1]  # one tag fewer than words
+    lines[2] = json.dumps(broken)
+    (data / "train.jsonl").write_text("\n".join(lines) + "\n")
+    config = tmp_path / "pipeline.yaml"
+    text = SMOKE.read_text().replace("../../tests/fixtures/toy_dataset", str(data))
+    for relative in (
+        "../train.yaml",
+        "smoke_train.yaml",
+        "smoke_sweep.yaml",
+        "../final_training.yaml",
+        "../azure/environment",
+        "../azure",
+    ):
+        text = text.replace(f" {relative}\n", f" {(SMOKE.parent / relative).resolve()}\n")
+    config.write_text(text)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launch.cli",
+            "run",
+            "--config",
+            str(config),
+            "--workspace",
+            str(tmp_path / "ws"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 2
+    assert "dry_run job" in result.stderr and "train.jsonl" in result.stderr
+    assert "sweep: running" not in result.stdout
+
+
+@needs_training
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("nbclient") is None, reason="nbclient not installed")
+def test_notebook_runs_headless_against_the_local_backend(tmp_path: Path) -> None:
+    import nbclient
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    os.environ["NER_PIPELINE_WORKSPACE"] = str(tmp_path / "ws")
+    try:
+        nbclient.NotebookClient(
+            notebook, timeout=900, resources={"metadata": {"path": str(REPO_ROOT)}}
+        ).execute()
+    finally:
+        os.environ.pop("NER_PIPELINE_WORKSPACE")
+    text = "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    assert "ner-smoke version 1" in text
