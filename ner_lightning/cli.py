@@ -15,13 +15,25 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from ner_lightning.callbacks import ToggleableEarlyStopping
-from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, PRIMARY_METRIC, PRIMARY_METRIC_GOAL
+from ner_lightning.contract import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    ONNX_DIR,
+    PRIMARY_METRIC,
+    PRIMARY_METRIC_GOAL,
+)
 from ner_lightning.data.datamodule import NerDataModule
 from ner_lightning.model.module import TokenClassifier
+from ner_lightning.onnx.callback import OnnxExport
 from ner_lightning.tracking import EnvMLFlowLogger
 
 #: Default job output folder (jobs always pass --output_dir).
 DEFAULT_OUTPUT_DIR = "outputs"
+
+
+def onnx_dir(output_dir: str) -> str:
+    """`<output_dir>/onnx`, the model folder the ONNX export callback writes."""
+    return os.path.join(output_dir, ONNX_DIR)
 
 
 def checkpoint_dir(output_dir: str) -> str:
@@ -75,9 +87,8 @@ class NerLightningCLI(LightningCLI):
         parser.add_lightning_class_args(ToggleableEarlyStopping, "early_stopping")
         parser.link_arguments("model.backbone", "data.tokenizer")
         parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
-        # ONNX export (ner_lightning/onnx/callback.py) registers here:
-        #   parser.add_lightning_class_args(OnnxExport, "onnx_export")
-        #   parser.link_arguments("output_dir", "onnx_export.<dir arg>", compute_fn=...)
+        parser.add_lightning_class_args(OnnxExport, "onnx_export")
+        parser.link_arguments("output_dir", "onnx_export.output_dir", compute_fn=onnx_dir)
 
     def config_files(self) -> list[str]:
         """Paths of the `--config` files this command line read, in order."""
