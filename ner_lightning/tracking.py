@@ -102,6 +102,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def resolve_tracking_uri(explicit: str | None = None) -> str:
+    """The tracking store to use: `explicit`, else `MLFLOW_TRACKING_URI`, else `sqlite:///<cwd>/mlruns.db`."""
+    return (
+        explicit or os.environ.get(ENV_MLFLOW_TRACKING_URI) or f"sqlite:///{Path.cwd() / DEFAULT_STORE_FILE}"
+    )
+
+
+def resolve_experiment_name(explicit: str | None = None) -> str:
+    """The experiment of a new run: `explicit`, else `MLFLOW_EXPERIMENT_NAME`, else "ner-lightning"."""
+    return explicit or os.environ.get(ENV_MLFLOW_EXPERIMENT_NAME) or DEFAULT_EXPERIMENT
+
+
 class EnvMLFlowLogger(MLFlowLogger):
     """Lightning's MLflow logger, attached to the run or store the environment names.
 
@@ -120,18 +132,12 @@ class EnvMLFlowLogger(MLFlowLogger):
         tracking_uri: str | None = None,
         tags: dict[str, str] | None = None,
     ) -> None:
-        uri = (
-            tracking_uri
-            or os.environ.get(ENV_MLFLOW_TRACKING_URI)
-            or f"sqlite:///{Path.cwd() / DEFAULT_STORE_FILE}"
-        )
         run_id = os.environ.get(ENV_MLFLOW_RUN_ID) or None
+        # MLflow opens the store here (and creates a new SQLite file, which takes seconds).
         super().__init__(
-            experiment_name=experiment_name
-            or os.environ.get(ENV_MLFLOW_EXPERIMENT_NAME)
-            or DEFAULT_EXPERIMENT,
+            experiment_name=resolve_experiment_name(experiment_name),
             run_name=run_name,
-            tracking_uri=uri,
+            tracking_uri=resolve_tracking_uri(tracking_uri),
             tags=tags,
             run_id=run_id,
         )

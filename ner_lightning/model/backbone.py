@@ -45,6 +45,9 @@ def load_backbone(name: str, config: Mapping[str, Any] | None = None) -> PreTrai
     # The pooler is unused for token classification; its parameters would get no gradient (DDP fails on that).
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
+    # from_pretrained returns the model in eval mode; Lightning keeps each module's mode, so dropout
+    # would stay off during training.
+    model.train()
     return model
 
 

@@ -1,0 +1,126 @@
+"""Training through `cli_main(["fit", ...])`: each tiny family overfits the toy set, with and without CRF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ner_lightning.cli import cli_main
+from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT, PRIMARY_METRIC
+from ner_lightning.model.module import TokenClassifier
+from tests.conftest import REPO_ROOT
+from tests.fixtures.tiny_backbones import TINY_BACKBONES
+
+CONFIGS = REPO_ROOT / "configs" / "train"
+TOY = REPO_ROOT / "tests" / "fixtures" / "toy_dataset"
+
+
+def fit_args(output_dir: Path, backbone: Path, crf: bool, *extra: str) -> list[str]:
+    args = ["fit", "--config", str(CONFIGS / "base.yaml"), "--config", str(CONFIGS / "smoke.yaml")]
+    if crf:
+        args += ["--config", str(CONFIGS / "crf.yaml"), "--model.crf_learning_rate", "0.05"]
+    return [
+        *args,
+        "--data.data_dir",
+        str(TOY),
+        "--model.backbone",
+        str(backbone),
+        "--output_dir",
+        str(output_dir),
+        "--trainer.logger",
+        "false",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("crf", [False, True], ids=["softmax", "crf"])
+@pytest.mark.parametrize("family", sorted(TINY_BACKBONES))
+def test_tiny_backbone_overfits_toy_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, family: str, crf: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(fit_args(tmp_path / "out", TINY_BACKBONES[family], crf))
+    # Bounded: smoke.yaml trains 40 epochs of 4 batches (160 steps) and validates every 5 epochs.
+    assert cli.trainer.global_step <= 160
+    assert cli.trainer.checkpoint_callback.best_model_score.item() == 1.0
+    assert cli.model.last_scores["val"].f1 == 1.0
+    checkpoints = tmp_path / "out" / CHECKPOINT_DIR
+    assert (checkpoints / BEST_CHECKPOINT).is_file()
+    assert (checkpoints / LAST_CHECKPOINT).is_file()
+    assert (tmp_path / "out" / "config.yaml").is_file()
+    assert (cli.model.crf is not None) == crf
+    if crf:
+        # The constrained decode never emits an invalid IOB2 sequence, whatever was learned.
+        assert bool(cli.model.crf.allowed_transitions[0, 2]) is False  # O -> I-LOC
+
+
+def test_checkpoint_restores_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(fit_args(tmp_path / "out", TINY_BACKBONES["bert"], True, "--trainer.max_epochs", "5"))
+    best = tmp_path / "out" / CHECKPOINT_DIR / BEST_CHECKPOINT
+    checkpoint = torch.load(best, weights_only=True)  # safe loading works on our checkpoints
+    meta = checkpoint["ner_lightning"]
+    assert meta["format_version"] == 1
+    assert meta["label_names"] == cli.datamodule.label_names
+    assert meta["use_crf"] is True
+    assert meta["backbone"] == str(TINY_BACKBONES["bert"])
+    assert meta["backbone_config"]["model_type"] == "bert"
+
+    restored = TokenClassifier.load_checkpoint(best)
+    trained = cli.model.eval()
+    batch = next(iter(cli.datamodule.val_dataloader()))
+    with torch.no_grad():
+        assert torch.equal(restored.decode(restored(batch), batch), trained.decode(trained(batch), batch))
+
+    # Resume from last.ckpt for 5 more epochs.
+    last = tmp_path / "out" / CHECKPOINT_DIR / LAST_CHECKPOINT
+    resumed = cli_main(
+        fit_args(
+            tmp_path / "out2",
+            TINY_BACKBONES["bert"],
+            True,
+            "--trainer.max_epochs",
+            "10",
+            "--ckpt_path",
+            str(last),
+        )
+    )
+    assert resumed.trainer.current_epoch == 10
+    assert resumed.trainer.global_step == 2 * cli.trainer.global_step
+
+
+def test_early_stopping_is_toggled_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # A zero learning rate never improves val_f1: enabled early stopping stops after `patience` checks.
+    common = [
+        "--model.learning_rate",
+        "0",
+        "--model.crf_learning_rate",
+        "0",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+    ]
+    on = cli_main(
+        fit_args(
+            tmp_path / "a",
+            TINY_BACKBONES["bert"],
+            False,
+            *common,
+            "--early_stopping.enabled",
+            "true",
+            "--early_stopping.patience",
+            "1",
+            "--trainer.max_epochs",
+            "6",
+        )
+    )
+    assert on.trainer.current_epoch < 6
+    off = cli_main(
+        fit_args(tmp_path / "b", TINY_BACKBONES["bert"], False, *common, "--trainer.max_epochs", "3")
+    )
+    assert off.trainer.current_epoch == 3
+    assert PRIMARY_METRIC in off.trainer.callback_metrics
