@@ -291,18 +291,17 @@ class PipelineState:
         )
 
 
+def _plain(value: Any) -> dict[str, Any]:
+    """A frozen spec/result dataclass as plain JSON-able data (mapping proxies become dicts)."""
+    return {name: dict(v) if isinstance(v, Mapping) else v for name, v in vars(value).items()}
+
+
 def _job_to_dict(result: JobResult) -> dict[str, Any]:
-    payload = asdict(result)
-    payload["outputs"] = dict(result.outputs)
-    payload["metrics"] = dict(result.metrics)
-    return payload
+    return _plain(result)
 
 
 def _trial_to_dict(trial: TrialResult) -> dict[str, Any]:
-    payload = asdict(trial)
-    payload["params"] = dict(trial.params)
-    payload["metrics"] = dict(trial.metrics)
-    return payload
+    return _plain(trial)
 
 
 # --- orchestration --------------------------------------------------------------------------
@@ -547,7 +546,11 @@ class Pipeline:
         from launch.job_specs import build_dry_run
 
         tags = dict(build_dry_run(context).tags)
-        default_backbone = str(self._train_configs[0].get("model.backbone", ""))
+        # The backbone of the last training config that names one (overlays override the base).
+        default_backbone = next(
+            (str(c.get("model.backbone")) for c in reversed(self._train_configs) if c.get("model.backbone")),
+            "",
+        )
 
         def action() -> dict[str, Any]:
             chosen = select_best(

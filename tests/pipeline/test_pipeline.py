@@ -39,12 +39,12 @@ TRAINING_READY = all(
     for path in (
         "ner_lightning/cli.py",
         "ner_lightning/onnx/convert.py",
-        "configs/train.yaml",
+        "configs/train/base.yaml",
         "ner_lightning/tracking.py",
     )
 )
 needs_training = pytest.mark.skipif(
-    not TRAINING_READY, reason="training CLI, conversion job or configs/train.yaml not in the tree yet"
+    not TRAINING_READY, reason="training CLI, conversion job or configs/train/base.yaml not in the tree yet"
 )
 
 
@@ -172,6 +172,10 @@ def test_notebook_has_no_outputs_and_no_training_code() -> None:
 
 
 # --- end to end (needs the training and conversion jobs) -----------------------------------
+#: Pin the commit: other commits landing between two runs would (rightly) change every job spec.
+PINNED_ENV = {**os.environ, "NER_GIT_COMMIT": "0" * 40}
+
+
 def _run_cli(workspace: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
     command = [
         sys.executable,
@@ -184,7 +188,9 @@ def _run_cli(workspace: Path, *extra: str, check: bool = True) -> subprocess.Com
         str(workspace),
         *extra,
     ]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=PINNED_ENV
+    )
     if check:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result
@@ -302,6 +308,7 @@ def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=600,
+        env=PINNED_ENV,
     )
     assert result.returncode == 2
     assert "dry_run job" in result.stderr and "train.jsonl" in result.stderr
