@@ -1,6 +1,6 @@
 """`python -m ner_lightning fit|validate|test|predict --config ...` (see ner_lightning/cli.py)."""
 
-from ner_lightning.cli import cli_main
+from ner_lightning.cli import main
 
 if __name__ == "__main__":
-    cli_main()
+    main()

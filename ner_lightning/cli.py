@@ -134,3 +134,8 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> NerLightningCLI
         args=args,
         run=run,
     )
+
+
+def main() -> None:
+    """Console-script entry point (`ner-train`): like `cli_main()`, but returns None so the exit status is 0."""
+    cli_main()
