@@ -90,6 +90,16 @@ class NerLightningCLI(LightningCLI):
         parser.add_lightning_class_args(OnnxExport, "onnx_export")
         parser.link_arguments("output_dir", "onnx_export.output_dir", compute_fn=onnx_dir)
 
+    def after_instantiate_classes(self) -> None:
+        """When resuming (`--ckpt_path`), the restored state wins: `--model.init_checkpoint` is not read.
+
+        LightningCLI also copies the resumed checkpoint's hyperparameters (including the
+        init_checkpoint it was started from, which may live on another machine) into the config.
+        """
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        if config and config.get("ckpt_path") and isinstance(self.model, TokenClassifier):
+            self.model.supersede_init_checkpoint()
+
     def config_files(self) -> list[str]:
         """Paths of the `--config` files this command line read, in order."""
         config = self.config.get(self.subcommand) if self.subcommand else self.config

@@ -55,6 +55,13 @@ class TokenClassifier(L.LightningModule):
         weight_decay: AdamW weight decay (not applied to biases, LayerNorm weights and CRF scores).
         warmup_ratio: Fraction of the training steps spent warming the learning rate up linearly from 0.
         strict_iob2: Score entities in strict IOB2 mode instead of conlleval-compatible.
+        init_checkpoint: A ner-lightning checkpoint (`.ckpt`) whose model weights initialise this
+            model before it first runs (e.g. continue from a previous final training with a lower
+            learning rate). Weights only: the optimizer, learning-rate schedule, epoch and step
+            counters start fresh. Its label list, CRF on/off and backbone architecture must equal
+            this model's. Loaded (safely, weights only) in `setup`, so building the model never reads
+            it; a checkpoint the trainer restores (`--ckpt_path` resume, `load_from_checkpoint`)
+            always wins over it.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class TokenClassifier(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         strict_iob2: bool = False,
+        init_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         if not label_names:
@@ -90,6 +98,8 @@ class TokenClassifier(L.LightningModule):
         self.test_metric = EntityF1(self.label_names, strict=strict_iob2)
         #: Scores of the last finished validation / test epoch (None before the first).
         self.last_scores: dict[str, EntityScores] = {}
+        # True until init_checkpoint is applied or superseded by a restored checkpoint.
+        self._init_checkpoint_pending = init_checkpoint is not None
 
     # --- network ---------------------------------------------------------------------------------
     def emissions(
@@ -251,6 +261,73 @@ class TokenClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --- checkpoints -----------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Load `init_checkpoint`'s weights before the first fit/validate/test/predict of this model.
+
+        Lightning restores a `--ckpt_path` checkpoint after `setup`, so a resumed state overwrites
+        these weights; the training CLI also calls `supersede_init_checkpoint` when it resumes, so
+        the file is then not even read (it may live on another machine).
+        """
+        if self._init_checkpoint_pending:
+            self.load_init_checkpoint(self.hparams.init_checkpoint)
+        self._init_checkpoint_pending = False
+
+    def supersede_init_checkpoint(self) -> None:
+        """Do not load `init_checkpoint`: the weights will come from a checkpoint the trainer restores."""
+        self._init_checkpoint_pending = False
+
+    def load_init_checkpoint(self, path: str | Path) -> None:
+        """Copy a compatible ner-lightning checkpoint's model weights into this model (weights only).
+
+        Args:
+            path: A `.ckpt` file written by ner-lightning training.
+
+        Raises:
+            ModelError: The file is missing, cannot be loaded safely, is not a ner-lightning
+                checkpoint, or its labels, CRF on/off or backbone architecture differ from this model's.
+        """
+        path = Path(path)
+        checkpoint = _read_checkpoint(path, "cpu", field="model.init_checkpoint")
+        meta = _checkpoint_meta(checkpoint, str(path))
+        drop = "or drop --model.init_checkpoint to train from the pretrained backbone"
+        if list(meta["label_names"]) != self.label_names:
+            raise ModelError(
+                f"cannot initialise from this checkpoint: it was trained on labels {list(meta['label_names'])}, "
+                f"this model has {self.label_names}",
+                path=path,
+                field="model.init_checkpoint",
+                fix=f"use a checkpoint trained on the same label set (the dataset's labels.json), {drop}",
+            )
+        if bool(meta["use_crf"]) != (self.crf is not None):
+            raise ModelError(
+                f"cannot initialise from this checkpoint: it has use_crf={bool(meta['use_crf'])}, "
+                f"this model has use_crf={self.crf is not None}",
+                path=path,
+                field="model.init_checkpoint",
+                fix=f"set --model.use_crf {str(bool(meta['use_crf'])).lower()} to match the checkpoint, {drop}",
+            )
+        differences = _architecture_differences(meta["backbone_config"], self.backbone.config.to_dict())
+        if differences:
+            listed = ", ".join(
+                f"{key}: checkpoint {theirs!r} vs model {ours!r}" for key, theirs, ours in differences
+            )
+            raise ModelError(
+                f"cannot initialise from this checkpoint: its backbone architecture ({meta['backbone']}) differs "
+                f"from this model's ({self.hparams.backbone}): {listed}",
+                path=path,
+                field="model.init_checkpoint",
+                fix=f"set --model.backbone to the backbone the checkpoint was trained from, {drop}",
+            )
+        try:
+            self.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as error:  # missing/unexpected keys or shape mismatches
+            raise ModelError(
+                f"cannot initialise from this checkpoint: its weights do not fit this model: {error}",
+                path=path,
+                field="model.init_checkpoint",
+                fix=f"use a checkpoint of the same backbone, labels and head, {drop}",
+            ) from error
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = {
             "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -261,6 +338,8 @@ class TokenClassifier(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Restored weights (resume, load_from_checkpoint) always win over init_checkpoint.
+        self._init_checkpoint_pending = False
         meta = _checkpoint_meta(checkpoint, "checkpoint")
         if list(meta["label_names"]) != self.label_names:
             raise ModelError(
@@ -284,20 +363,7 @@ class TokenClassifier(L.LightningModule):
             ModelError: The file is missing, needs unsafe unpickling, or is not a ner-lightning checkpoint.
         """
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(
-                "checkpoint file does not exist",
-                path=path,
-                fix="check the path (e.g. <output_dir>/checkpoints/best.ckpt)",
-            )
-        try:
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError by cause
-            raise ModelError(
-                f"not a ner-lightning checkpoint: it cannot be loaded safely (weights only): {error}",
-                path=path,
-                fix="use a checkpoint written by `python -m ner_lightning fit`; never load untrusted pickles",
-            ) from error
+        checkpoint = _read_checkpoint(path, map_location)
         meta = _checkpoint_meta(checkpoint, str(path))
         accepted = inspect.signature(cls.__init__).parameters
         # Lightning adds bookkeeping entries (e.g. `_instantiator`) that are not init arguments.
@@ -307,6 +373,8 @@ class TokenClassifier(L.LightningModule):
         hyper_parameters.update(
             backbone=meta["backbone"], label_names=list(meta["label_names"]), use_crf=meta["use_crf"]
         )
+        # The weights come from this file; the one it was initialised from may be long gone.
+        hyper_parameters.pop("init_checkpoint", None)
         token = _RESTORE_BACKBONE_CONFIG.set(dict(meta["backbone_config"]))
         try:
             model = cls(**hyper_parameters)
@@ -315,6 +383,66 @@ class TokenClassifier(L.LightningModule):
         model.load_state_dict(checkpoint["state_dict"])
         model.eval()
         return model
+
+
+def _read_checkpoint(
+    path: Path, map_location: str | torch.device, field: str | None = None
+) -> dict[str, Any]:
+    """Load a checkpoint file safely (weights only), or raise a ModelError saying why not."""
+    if not path.is_file():
+        raise ModelError(
+            "checkpoint file does not exist",
+            path=path,
+            field=field,
+            fix="check the path (e.g. <output_dir>/checkpoints/best.ckpt)",
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError by cause
+        raise ModelError(
+            f"not a ner-lightning checkpoint: it cannot be loaded safely (weights only): {error}",
+            path=path,
+            field=field,
+            fix="use a checkpoint written by `python -m ner_lightning fit`; never load untrusted pickles",
+        ) from error
+
+
+#: Backbone config keys that change the network's shapes or computation (BERT-, DistilBERT- and
+#: DeBERTa-style names); dropout rates, names and dtypes may differ between parent and child.
+_ARCHITECTURE_KEYS = (
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "position_embedding_type",
+    "dim",
+    "n_layers",
+    "n_heads",
+    "hidden_dim",
+    "activation",
+    "sinusoidal_pos_embds",
+    "relative_attention",
+    "position_biased_input",
+    "pos_att_type",
+    "max_relative_positions",
+    "position_buckets",
+    "share_att_key",
+    "embedding_size",
+)
+
+
+def _architecture_differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """`(key, checkpoint value, model value)` for every architecture key whose values differ."""
+    return [
+        (key, theirs.get(key), ours.get(key))
+        for key in _ARCHITECTURE_KEYS
+        if (key in theirs or key in ours) and theirs.get(key) != ours.get(key)
+    ]
 
 
 def _checkpoint_meta(checkpoint: Any, where: str) -> dict[str, Any]:
