@@ -195,7 +195,7 @@ class ResolvedFinalTraining:
         precision: Lightning precision.
         deterministic: Deterministic algorithms on/off.
         dataset: The resolved dataset.
-        init_checkpoint: Checkpoint whose weights initialise a new variant, or None.
+        init_checkpoint: Checkpoint whose weights initialise a new variant (`--model.init_checkpoint`), or None.
         checkpoint_resolved_by: How it was found (`explicit`, `fingerprints`, `index`,
             `metadata`, `cache`, `hpo_best`), or None.
         resume_checkpoint: `last.ckpt` to resume from (action `resume`), or None.
@@ -241,7 +241,12 @@ class ResolvedFinalTraining:
     deprecated: bool = False
 
     def training_arguments(self) -> tuple[str, ...]:
-        """Command-line overrides for `python -m ner_lightning fit` (without data dir and output dir)."""
+        """Command-line overrides for `python -m ner_lightning fit` (without data dir and output dir).
+
+        A new variant with an `init_checkpoint` gets `--model.init_checkpoint=<file>` (its weights
+        start from that checkpoint; optimizer, schedule and epoch start fresh). A resumed variant gets
+        `--ckpt_path=<last.ckpt>` instead: the resumed state already holds its trained weights.
+        """
         arguments = [f"--model.backbone={self.backbone}", f"--seed_everything={self.seed}"]
         for name, value in sorted(self.hyperparameters.items()):
             # Searched parameters without a canonical name are CLI paths already (model.max_length).
@@ -251,6 +256,8 @@ class ResolvedFinalTraining:
                 arguments.append(f"--{argument}={text}")
         if self.resume_checkpoint:
             arguments.append(f"--ckpt_path={self.resume_checkpoint}")
+        elif self.init_checkpoint:
+            arguments.append(f"--model.init_checkpoint={self.init_checkpoint}")
         return tuple(arguments)
 
 

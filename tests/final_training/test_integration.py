@@ -2,7 +2,8 @@
 
 First run trains v1; a rerun with reuse_if_exists skips; force_new trains v2; an interrupted v3
 (stopped after one epoch: last.ckpt written, status still running) is resumed by
-resume_if_incomplete to completion. Then continue_from_previous resolves v3's real checkpoint.
+resume_if_incomplete to completion. Then continue_from_previous resolves v3's real checkpoint,
+and the continued run (`--model.init_checkpoint`) really starts from v3's weights.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from launch.final_training import (
@@ -23,7 +25,7 @@ from launch.final_training import (
     validate_checkpoint,
 )
 from launch.variants import INDEX_FILE, METADATA_FILE
-from ner_lightning.contract import CHECKPOINT_DIR, LAST_CHECKPOINT
+from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT
 from tests.conftest import REPO_ROOT
 
 TRAIN_CONFIGS = [
@@ -134,3 +136,14 @@ def test_train_skip_force_new_and_resume_an_interrupted_variant(project, tmp_pat
     # the parents were trained with `epochs: 2` overrides: found by backbone + dataset + exec_fp
     assert child.parent["variant"] == 3 and child.checkpoint_resolved_by == "metadata"
     assert child.init_checkpoint == metadata["checkpoint"]
+
+    # 7. the continued run really starts from the parent's weights: with a zero learning rate, the
+    #    child's best checkpoint after one epoch holds exactly the parent's weights
+    assert f"--model.init_checkpoint={child.init_checkpoint}" in child.training_arguments()
+    child_out = tmp_path / "child"
+    _fit(child, tmp_path, "--model.learning_rate=0", "--trainer.max_epochs=1", f"--output_dir={child_out}")
+    parent_state = torch.load(child.init_checkpoint, weights_only=True)["state_dict"]
+    child_ckpt = torch.load(child_out / CHECKPOINT_DIR / BEST_CHECKPOINT, weights_only=True)
+    assert child_ckpt["global_step"] == 4  # one toy epoch from step 0, not the parent's count
+    assert child_ckpt["state_dict"].keys() == parent_state.keys()
+    assert all(torch.equal(child_ckpt["state_dict"][k], v) for k, v in parent_state.items())
