@@ -382,6 +382,9 @@ class Pipeline:
             failure = getattr(exc, "job_result", None) or previous
             self.state.put(step, StepRecord(fingerprint, "failed", failure))
             raise
+        # Continue with what the state file holds (sorted keys), so a later run that reuses the
+        # step builds the downstream specs from exactly the same values.
+        result = json.loads(json.dumps(result, sort_keys=True, default=str))
         self.state.put(step, StepRecord(fingerprint, "completed", result))
         self.report.ran.append(step)
         self._results[step] = result
@@ -578,7 +581,7 @@ class Pipeline:
         chosen = self._need("selection")["selection"]
         context = self._job_context()
         preview = self._resolve_final_training(chosen, claim=False)
-        hyperparameters = dict(chosen["params"])
+        hyperparameters = dict(sorted(chosen["params"].items()))
         spec = build_final_training(
             context, hyperparameters, seed=preview.seed, epochs=self.config.final_epochs
         )

@@ -249,7 +249,7 @@ def test_sigterm_final_training_then_resume_to_registered_model(tmp_path: Path) 
         str(workspace),
     ]
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=PINNED_ENV
     )
     record = None
     for _ in range(600):  # wait for the final job's last.ckpt (end of epoch 1), then stop it mid-epoch 2
