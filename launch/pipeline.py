@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -576,7 +577,7 @@ class Pipeline:
 
     def final_training(self) -> dict[str, Any]:
         """Train the selected configuration on train + validation, fixed seed, no early stopping."""
-        from launch.job_specs import build_final_training
+        from launch.job_specs import MODEL_OUTPUT, build_final_training
 
         chosen = self._need("selection")["selection"]
         context = self._job_context()
@@ -602,10 +603,16 @@ class Pipeline:
             checkpoint = resume or (Path(resolved.resume_checkpoint) if resolved.resume_checkpoint else None)
             if checkpoint is not None:
                 self.announce(f"  resuming the interrupted final training from {checkpoint}")
+                # Carry the interrupted attempt's checkpoints (last and best) into this job's output,
+                # then resume from the copy: the output folder ends up complete either way.
+                out = f"${{{{outputs.{MODEL_OUTPUT}}}}}/{CHECKPOINT_DIR}"
                 job = replace(
                     job,
-                    command=f"{job.command} --ckpt_path ${{{{inputs.{RESUME_INPUT}}}}}",
-                    inputs={**job.inputs, RESUME_INPUT: JobInput("uri_file", str(checkpoint))},
+                    command=(
+                        f"mkdir -p {out} && cp -R ${{{{inputs.{RESUME_INPUT}}}}}/. {out}/ && "
+                        f"{job.command} --ckpt_path {out}/{LAST_CHECKPOINT}"
+                    ),
+                    inputs={**job.inputs, RESUME_INPUT: JobInput("uri_folder", str(Path(checkpoint).parent))},
                 )
             try:
                 result = self._run_job(job)
@@ -675,6 +682,13 @@ class Pipeline:
         output = next(iter(final["outputs"].values()))
         spec = build_conversion(self._job_context(), JobInput("job_output", output))
         spec = replace(spec, tags={**spec.tags, TAG_FINAL_RUN_ID: final["run_id"]})
+        checkpoints = Path(output) / CHECKPOINT_DIR
+        if not (checkpoints / BEST_CHECKPOINT).is_file() and (checkpoints / LAST_CHECKPOINT).is_file():
+            # A resumed final training writes no new best.ckpt (its best score lives in the first
+            # attempt's folder); without early stopping its last checkpoint is the final model.
+            spec = replace(
+                spec, command=f"{spec.command} --checkpoint {shlex.quote(str(checkpoints / LAST_CHECKPOINT))}"
+            )
 
         def action() -> dict[str, Any]:
             return _job_to_dict(self._run_job(spec))

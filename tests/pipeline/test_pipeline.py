@@ -284,7 +284,8 @@ def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
     config = tmp_path / "pipeline.yaml"
     text = SMOKE.read_text().replace("../../tests/fixtures/toy_dataset", str(data))
     for relative in (
-        "../train.yaml",
+        "../train/base.yaml",
+        "../train/smoke.yaml",
         "smoke_train.yaml",
         "smoke_sweep.yaml",
         "../final_training.yaml",
