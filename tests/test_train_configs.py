@@ -32,7 +32,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str
 
 def test_every_train_config_is_tested() -> None:
     assert BASE.is_file()
-    assert {path.name for path in OVERLAYS} >= {"crf.yaml", "cpu.yaml", "smoke.yaml"}
+    assert {path.name for path in OVERLAYS} >= {"crf.yaml", "cpu.yaml", "tiny.yaml"}
 
 
 def test_base_config_parses_with_the_real_backbone(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_overlay_parses_on_top_of_base(overlay: Path, tmp_path: Path) -> None:
         "--output_dir",
         str(tmp_path),
     ]
-    if overlay.name != "smoke.yaml":
+    if overlay.name != "tiny.yaml":
         args += [
             "--model.backbone",
             str(TINY_BACKBONES["bert"]),
@@ -70,7 +70,7 @@ def test_overlay_parses_on_top_of_base(overlay: Path, tmp_path: Path) -> None:
         assert cli.model.crf is not None
     if overlay.name == "cpu.yaml":
         assert cli.config.trainer.accelerator == "cpu"
-    if overlay.name == "smoke.yaml":
+    if overlay.name == "tiny.yaml":
         assert Path(cli.config.model.backbone).name == "tiny-bert"
         assert cli.config.early_stopping.enabled is False
 

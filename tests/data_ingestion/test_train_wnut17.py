@@ -40,7 +40,7 @@ def test_converted_wnut17_slice_trains_one_step(
         [
             "fit",
             "--config", "configs/train/base.yaml",
-            "--config", "configs/train/smoke.yaml",
+            "--config", "configs/train/tiny.yaml",
             "--data.data_dir", str(data),
             "--output_dir", str(out),
             "--trainer.max_steps", "1",

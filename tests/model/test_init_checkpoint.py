@@ -36,7 +36,7 @@ def fit_args(output_dir: Path, *extra: str) -> list[str]:
         "--config",
         str(CONFIGS / "base.yaml"),
         "--config",
-        str(CONFIGS / "smoke.yaml"),
+        str(CONFIGS / "tiny.yaml"),
         "--data.data_dir",
         str(TOY),
         "--model.backbone",

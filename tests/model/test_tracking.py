@@ -43,7 +43,7 @@ def test_metrics_land_in_the_run_named_by_mlflow_run_id(
             "--config",
             str(CONFIGS / "base.yaml"),
             "--config",
-            str(CONFIGS / "smoke.yaml"),
+            str(CONFIGS / "tiny.yaml"),
             "--data.data_dir",
             str(REPO_ROOT / "tests" / "fixtures" / "toy_dataset"),
             "--model.backbone",
@@ -65,7 +65,7 @@ def test_metrics_land_in_the_run_named_by_mlflow_run_id(
     tags = logged.data.tags
     assert tags["git_commit"] == "0123abcd"
     assert tags["config_sha256.base.yaml"] == _sha(CONFIGS / "base.yaml")
-    assert tags["config_sha256.smoke.yaml"] == _sha(CONFIGS / "smoke.yaml")
+    assert tags["config_sha256.tiny.yaml"] == _sha(CONFIGS / "tiny.yaml")
     assert tags["config_sha256.sweep.yaml"] == "f" * 64
     params = logged.data.params
     assert params["use_crf"] == "False"

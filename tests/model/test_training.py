@@ -18,7 +18,7 @@ TOY = REPO_ROOT / "tests" / "fixtures" / "toy_dataset"
 
 
 def fit_args(output_dir: Path, backbone: Path, crf: bool, *extra: str) -> list[str]:
-    args = ["fit", "--config", str(CONFIGS / "base.yaml"), "--config", str(CONFIGS / "smoke.yaml")]
+    args = ["fit", "--config", str(CONFIGS / "base.yaml"), "--config", str(CONFIGS / "tiny.yaml")]
     if crf:
         args += ["--config", str(CONFIGS / "crf.yaml"), "--model.crf_learning_rate", "0.05"]
     return [
@@ -42,7 +42,7 @@ def test_tiny_backbone_overfits_toy_dataset(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     cli = cli_main(fit_args(tmp_path / "out", TINY_BACKBONES[family], crf))
-    # Bounded: smoke.yaml trains 40 epochs of 4 batches (160 steps) and validates every 5 epochs.
+    # Bounded: tiny.yaml trains 40 epochs of 4 batches (160 steps) and validates every 5 epochs.
     assert cli.trainer.global_step <= 160
     assert cli.trainer.checkpoint_callback.best_model_score.item() == 1.0
     assert cli.model.last_scores["val"].f1 == 1.0

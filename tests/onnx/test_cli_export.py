@@ -28,7 +28,7 @@ def _fit(output: Path, *extra: str) -> None:
             "--config",
             str(CONFIGS / "base.yaml"),
             "--config",
-            str(CONFIGS / "smoke.yaml"),
+            str(CONFIGS / "tiny.yaml"),
             "--data.data_dir",
             str(TOY_DATASET),
             "--model.backbone",

@@ -285,7 +285,7 @@ def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
     text = SMOKE.read_text().replace("../../tests/fixtures/toy_dataset", str(data))
     for relative in (
         "../train/base.yaml",
-        "../train/smoke.yaml",
+        "../train/tiny.yaml",
         "smoke_train.yaml",
         "smoke_sweep.yaml",
         "../final_training.yaml",
