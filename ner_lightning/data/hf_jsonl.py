@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ner_lightning.contract import TAGS_FIELD, TOKENS_FIELD
 from ner_lightning.data.sentence import Sentence
-from ner_lightning.data.textfile import text_lines
+from ner_lightning.data.textfile import parse_json_object, text_lines
 from ner_lightning.errors import DataError
 
 # Line breaks for str.splitlines that json.dumps(ensure_ascii=False) leaves unescaped.
@@ -47,22 +47,9 @@ def read_hf_jsonl(
     for number, line in enumerate(text_lines(path), 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(
-                f"malformed JSON: {error.msg} (column {error.colno})",
-                path=path,
-                line=number,
-                fix="write one complete JSON object per line",
-            ) from None
-        if not isinstance(record, dict):
-            raise DataError(
-                f"expected a JSON object, found {type(record).__name__}",
-                path=path,
-                line=number,
-                fix=f'write {{"{tokens_field}": [...], "{tags_field}": [...]}} per line',
-            )
+        record = parse_json_object(
+            line, path, number, shape=f'{{"{tokens_field}": [...], "{tags_field}": [...]}}'
+        )
         for field in (tokens_field, tags_field):
             if field not in record:
                 raise DataError(

@@ -26,6 +26,7 @@ from ner_lightning.contract import (
     TAGS_FIELD,
     TOKENS_FIELD,
 )
+from ner_lightning.data.textfile import parse_json_object
 from ner_lightning.errors import DataError
 from ner_lightning.tags import split_tag
 
@@ -170,19 +171,9 @@ def read_split(path: str | Path, labels: Sequence[str] | None = None) -> list[Ex
 
 def _parse_line(text: str, path: Path, number: int, allowed: set[str] | None) -> Example:
     """Parse and check one non-blank line of a split file."""
-    line_fix = (
-        f'each line must be a JSON object {{"{TOKENS_FIELD}": ["EU", ...], "{TAGS_FIELD}": ["B-ORG", ...]}}'
-    )
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(
-            f"malformed JSON: {error.msg} (column {error.colno})", path=path, line=number, fix=line_fix
-        ) from error
-    if not isinstance(record, dict):
-        raise DataError(
-            f"expected a JSON object, got {type(record).__name__}", path=path, line=number, fix=line_fix
-        )
+    shape = f'{{"{TOKENS_FIELD}": ["EU", ...], "{TAGS_FIELD}": ["B-ORG", ...]}}'
+    line_fix = f"each line must be a JSON object {shape}"
+    record = parse_json_object(text, path, number, shape=shape)
     columns = {}
     for name in (TOKENS_FIELD, TAGS_FIELD):
         if name not in record:

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from ner_lightning.contract import OUTSIDE_TAG
 from ner_lightning.data.sentence import Sentence
-from ner_lightning.data.textfile import text_lines
+from ner_lightning.data.textfile import parse_json_object, text_lines
 from ner_lightning.errors import DataError
 
 #: Words are runs of word characters or single other non-space characters (punctuation apart).
@@ -57,6 +57,7 @@ REJECT_REASONS: Final = {
     "overlap": "overlaps a kept span (lost under the overlap rule)",
 }
 _SENTENCE_END: Final = frozenset(".!?;")
+_RECORD_SHAPE: Final = '{"text": ..., "spans": [[start, end, label]]} or the DataTurks shape'
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def read_span_jsonl(
     for number, line in enumerate(text_lines(path), 1):
         if not line.strip():
             continue
-        record = _parse_record(line, path, number)
+        record = parse_json_object(line, path, number, shape=_RECORD_SHAPE)
         text, candidates, rejected = _spans_of(record, path, number, end_inclusive)
         result.rejected.extend(rejected)
         sentences, kept, lost = _convert_document(
@@ -232,26 +233,6 @@ def read_span_jsonl(
         )
         result.documents += 1
     return result
-
-
-def _parse_record(line: str, path: Path, number: int) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise DataError(
-            f"malformed JSON: {error.msg} (column {error.colno})",
-            path=path,
-            line=number,
-            fix="write one complete JSON object per line",
-        ) from None
-    if not isinstance(record, dict):
-        raise DataError(
-            f"expected a JSON object, found {type(record).__name__}",
-            path=path,
-            line=number,
-            fix='write {"text": ..., "spans": [[start, end, label]]} or the DataTurks shape per line',
-        )
-    return record
 
 
 def _spans_of(

@@ -6,9 +6,11 @@ encoding gives the same message (file, line, and what to do) whatever the format
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ner_lightning.errors import DataError
 
@@ -68,6 +70,41 @@ def text_lines(path: str | Path) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return lines
+
+
+def parse_json_object(line: str, path: str | Path, number: int, *, shape: str) -> dict[str, Any]:
+    """Parse one JSON Lines line that must hold a JSON object.
+
+    Args:
+        line: The line's text (not blank).
+        path: The file, for the error.
+        number: The 1-based line number, for the error.
+        shape: The record shape the format expects (e.g. `{"tokens": [...], "ner_tags": [...]}`),
+            shown in the fix when the line holds JSON that is not an object.
+
+    Returns:
+        The parsed object.
+
+    Raises:
+        DataError: The line is not valid JSON, or is JSON but not an object.
+    """
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"malformed JSON: {error.msg} (column {error.colno})",
+            path=path,
+            line=number,
+            fix="write one complete JSON object per line",
+        ) from None
+    if not isinstance(record, dict):
+        raise DataError(
+            f"expected a JSON object, found {type(record).__name__}",
+            path=path,
+            line=number,
+            fix=f"write {shape} per line",
+        )
+    return record
 
 
 def atomic_write_text(path: Path, text: str) -> None:
