@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from filelock import FileLock
 
 from launch.errors import LaunchError
 from launch.jobs import frozen_mapping
+from launch.local.workspace import write_json_atomic
 from ner_lightning.contract import CHECKPOINT_DIR, LAST_CHECKPOINT
 
 LOGGER = logging.getLogger(__name__)
@@ -85,20 +84,6 @@ def group_key(spec_fp: str, exec_fp: str) -> str:
 def utc_now() -> str:
     """Current time as an ISO-8601 UTC timestamp."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file beside `path` and move it into place (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=True)
-            stream.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)

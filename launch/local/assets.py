@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from launch.errors import LaunchError
@@ -25,15 +26,28 @@ def _next_version(existing: list[str], current: str) -> str:
     return str(max(numbers) + 1) if numbers else f"{current}-2"
 
 
-def _refuse(kind: str, name: str, version: str, record_path: Path, old: str, new: str, siblings: list[str]):
-    suggestion = _next_version(siblings, version)
-    return LaunchError(
-        f"{kind} {name}:{version} is already registered with other content "
-        f"(fingerprint {old[:12]}..., now {new[:12]}...); registered versions are immutable",
-        path=record_path,
-        field="version",
-        fix=f"register the changed {kind} as a new version, e.g. version: '{suggestion}'",
-    )
+def _registered(
+    kind: str, name: str, version: str, fingerprint: str, record_path: Path, siblings: Callable[[], list[str]]
+) -> AssetRef | None:
+    """The registered `name:version` when its record holds `fingerprint`; None when not registered.
+
+    Raises:
+        LaunchError: The version is registered with another fingerprint (the fix names the next
+            free version among `siblings()`, the versions registered under `name`).
+    """
+    if not record_path.is_file():
+        return None
+    old = json.loads(record_path.read_text(encoding="utf-8"))["fingerprint"]
+    if old != fingerprint:
+        suggestion = _next_version(siblings(), version)
+        raise LaunchError(
+            f"{kind} {name}:{version} is already registered with other content "
+            f"(fingerprint {old[:12]}..., now {fingerprint[:12]}...); registered versions are immutable",
+            path=record_path,
+            field="version",
+            fix=f"register the changed {kind} as a new version, e.g. version: '{suggestion}'",
+        )
+    return AssetRef(name, version, fingerprint)
 
 
 class LocalAssetRegistry:
@@ -82,20 +96,16 @@ class LocalAssetRegistry:
         parent = self.workspace.data_assets_dir / spec.name
         target = parent / spec.version
         record_path = target / ASSET_RECORD
-        if record_path.is_file():
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-            if record["fingerprint"] != fingerprint:
-                siblings = [p.name for p in parent.iterdir() if p.is_dir()]
-                raise _refuse(
-                    "data asset",
-                    spec.name,
-                    spec.version,
-                    record_path,
-                    record["fingerprint"],
-                    fingerprint,
-                    siblings,
-                )
-            return AssetRef(spec.name, spec.version, fingerprint), True
+        existing = _registered(
+            "data asset",
+            spec.name,
+            spec.version,
+            fingerprint,
+            record_path,
+            siblings=lambda: [p.name for p in parent.iterdir() if p.is_dir()],
+        )
+        if existing is not None:
+            return existing, True
         parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{spec.version}.staging-", dir=parent))
         try:
@@ -127,20 +137,16 @@ class LocalAssetRegistry:
         """
         parent = self.workspace.environments_dir / spec.name
         record_path = parent / f"{spec.version}.json"
-        if record_path.is_file():
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-            if record["fingerprint"] != fingerprint:
-                siblings = [p.stem for p in parent.glob("*.json")]
-                raise _refuse(
-                    "environment",
-                    spec.name,
-                    spec.version,
-                    record_path,
-                    record["fingerprint"],
-                    fingerprint,
-                    siblings,
-                )
-            return AssetRef(spec.name, spec.version, fingerprint), True
+        existing = _registered(
+            "environment",
+            spec.name,
+            spec.version,
+            fingerprint,
+            record_path,
+            siblings=lambda: [p.stem for p in parent.glob("*.json")],
+        )
+        if existing is not None:
+            return existing, True
         write_json_atomic(
             record_path,
             {
