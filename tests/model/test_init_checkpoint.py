@@ -20,33 +20,12 @@ from ner_lightning.cli import cli_main
 from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT
 from ner_lightning.errors import ModelError
 from ner_lightning.model.module import TokenClassifier
-from tests.conftest import REPO_ROOT
 from tests.fixtures.tiny_backbones import TINY_BACKBONES
+from tests.fixtures.tiny_runs import tiny_fit_args
 
-CONFIGS = REPO_ROOT / "configs" / "train"
-TOY = REPO_ROOT / "tests" / "fixtures" / "toy_dataset"
 #: The toy training split is 4 batches of 8 windows per epoch.
 STEPS_PER_EPOCH = 4
 PARENT_EPOCHS = 5
-
-
-def fit_args(output_dir: Path, *extra: str) -> list[str]:
-    return [
-        "fit",
-        "--config",
-        str(CONFIGS / "base.yaml"),
-        "--config",
-        str(CONFIGS / "tiny.yaml"),
-        "--data.data_dir",
-        str(TOY),
-        "--model.backbone",
-        str(TINY_BACKBONES["bert"]),
-        "--output_dir",
-        str(output_dir),
-        "--trainer.logger",
-        "false",
-        *extra,
-    ]
 
 
 @dataclass(frozen=True)
@@ -65,7 +44,7 @@ def parent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parent]:
     root = tmp_path_factory.mktemp("parent")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        cli = cli_main(fit_args(root / "out", "--trainer.max_epochs", str(PARENT_EPOCHS)))
+        cli = cli_main(tiny_fit_args(root / "out", "--trainer.max_epochs", str(PARENT_EPOCHS)))
     checkpoints = root / "out" / CHECKPOINT_DIR
     yield Parent(
         best=checkpoints / BEST_CHECKPOINT,
@@ -93,7 +72,7 @@ def test_a_new_fit_starts_from_the_checkpoint_weights_with_a_fresh_optimizer(
     monkeypatch.chdir(tmp_path)
     # Learning rate 0: the weights can only be the parent's if init_checkpoint was loaded.
     child = cli_main(
-        fit_args(
+        tiny_fit_args(
             tmp_path / "child",
             "--model.init_checkpoint",
             str(parent.best),
@@ -129,14 +108,16 @@ def test_resume_wins_and_does_not_read_the_init_checkpoint(
     # A child initialised from a copy of the parent, interrupted after one epoch...
     init = tmp_path / "init.ckpt"
     shutil.copy(parent.best, init)
-    cli_main(fit_args(tmp_path / "child", "--model.init_checkpoint", str(init), "--trainer.max_epochs", "1"))
+    cli_main(
+        tiny_fit_args(tmp_path / "child", "--model.init_checkpoint", str(init), "--trainer.max_epochs", "1")
+    )
     child_last = tmp_path / "child" / CHECKPOINT_DIR / LAST_CHECKPOINT
     child_state = _state(child_last)
     # ...whose init checkpoint is gone (another machine) when it resumes: the resumed state wins.
     init.unlink()
     # max_epochs already reached: the resumed weights are exactly the child's, nothing trains.
     resumed = cli_main(
-        fit_args(
+        tiny_fit_args(
             tmp_path / "resumed",
             "--model.init_checkpoint",
             str(init),
@@ -184,7 +165,7 @@ def test_missing_file_fails_the_cli_before_training(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelError, match="does not exist"):
-        cli_main(fit_args(tmp_path / "out", "--model.init_checkpoint", str(tmp_path / "nope.ckpt")))
+        cli_main(tiny_fit_args(tmp_path / "out", "--model.init_checkpoint", str(tmp_path / "nope.ckpt")))
     assert not (tmp_path / "out" / CHECKPOINT_DIR / LAST_CHECKPOINT).exists()
 
 

@@ -16,8 +16,9 @@ from ner_lightning.contract import PRIMARY_METRIC, TRAIN_LOSS, VAL_PRECISION, VA
 from ner_lightning.errors import ConfigError
 from ner_lightning.tracking import config_hashes, git_commit, resolve_experiment_name, resolve_tracking_uri
 from tests.conftest import REPO_ROOT
+from tests.fixtures.tiny_runs import TRAIN_CONFIGS, tiny_fit_args
 
-CONFIGS = REPO_ROOT / "configs" / "train"
+CONFIGS = TRAIN_CONFIGS
 
 
 def _sha(path: Path) -> str:
@@ -38,23 +39,14 @@ def test_metrics_land_in_the_run_named_by_mlflow_run_id(
     monkeypatch.setenv("NER_CONFIG_SHA256", json.dumps({"sweep.yaml": "f" * 64}))
 
     cli_main(
-        [
-            "fit",
-            "--config",
-            str(CONFIGS / "base.yaml"),
-            "--config",
-            str(CONFIGS / "tiny.yaml"),
-            "--data.data_dir",
-            str(REPO_ROOT / "tests" / "fixtures" / "toy_dataset"),
-            "--model.backbone",
-            str(REPO_ROOT / "tests" / "fixtures" / "backbones" / "tiny-bert"),
-            "--output_dir",
-            str(tmp_path / "out"),
+        tiny_fit_args(
+            tmp_path / "out",
             "--trainer.max_epochs",
             "2",
             "--trainer.check_val_every_n_epoch",
             "1",
-        ]
+            logger=True,
+        )
     )
 
     assert [r.info.run_id for r in client.search_runs([experiment])] == [run.info.run_id]  # no new run

@@ -10,29 +10,17 @@ import torch
 from ner_lightning.cli import cli_main
 from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT, PRIMARY_METRIC
 from ner_lightning.model.module import TokenClassifier
-from tests.conftest import REPO_ROOT
 from tests.fixtures.tiny_backbones import TINY_BACKBONES
-
-CONFIGS = REPO_ROOT / "configs" / "train"
-TOY = REPO_ROOT / "tests" / "fixtures" / "toy_dataset"
+from tests.fixtures.tiny_runs import TRAIN_CONFIGS, tiny_fit_args
 
 
 def fit_args(output_dir: Path, backbone: Path, crf: bool, *extra: str) -> list[str]:
-    args = ["fit", "--config", str(CONFIGS / "base.yaml"), "--config", str(CONFIGS / "tiny.yaml")]
     if crf:
-        args += ["--config", str(CONFIGS / "crf.yaml"), "--model.crf_learning_rate", "0.05"]
-    return [
-        *args,
-        "--data.data_dir",
-        str(TOY),
-        "--model.backbone",
-        str(backbone),
-        "--output_dir",
-        str(output_dir),
-        "--trainer.logger",
-        "false",
-        *extra,
-    ]
+        crf_args = ("--model.crf_learning_rate", "0.05")
+        return tiny_fit_args(
+            output_dir, *crf_args, *extra, backbone=backbone, overlays=[TRAIN_CONFIGS / "crf.yaml"]
+        )
+    return tiny_fit_args(output_dir, *extra, backbone=backbone)
 
 
 @pytest.mark.parametrize("crf", [False, True], ids=["softmax", "crf"])

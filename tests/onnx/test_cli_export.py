@@ -14,35 +14,21 @@ from ner_lightning.contract import (
     ONNX_MODEL_FILE,
 )
 from ner_lightning.onnx.predictor import OnnxTagger
-from tests.conftest import REPO_ROOT
 from tests.fixtures.tiny_backbones import TINY_BACKBONES
-from tests.onnx.conftest import TOY_DATASET
-
-CONFIGS = REPO_ROOT / "configs" / "train"
+from tests.fixtures.tiny_runs import tiny_fit_args
 
 
 def _fit(output: Path, *extra: str) -> None:
     cli_main(
-        [
-            "fit",
-            "--config",
-            str(CONFIGS / "base.yaml"),
-            "--config",
-            str(CONFIGS / "tiny.yaml"),
-            "--data.data_dir",
-            str(TOY_DATASET),
-            "--model.backbone",
-            str(TINY_BACKBONES["distilbert"]),
-            "--output_dir",
-            str(output),
-            "--trainer.logger",
-            "false",
+        tiny_fit_args(
+            output,
             "--trainer.max_epochs",
             "1",
             "--trainer.check_val_every_n_epoch",
             "1",
             *extra,
-        ]
+            backbone=TINY_BACKBONES["distilbert"],
+        )
     )
 
 
