@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -27,6 +24,7 @@ from launch.jobs import (
 from launch.local import LocalBackend, LocalWorkspace
 from launch.local.runner import substitute
 from tests.conftest import REPO_ROOT
+from tests.pipeline.lock_holder import workspace_locked_elsewhere
 
 FAKE = str(Path(__file__).with_name("fake_train.py"))
 ENV = AssetRef("env", "1")
@@ -177,24 +175,7 @@ def test_non_writable_workspace_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_workspace_lock_refuses_a_second_holder(tmp_path: Path) -> None:
     workspace = LocalWorkspace(tmp_path / "ws")
-    holder = textwrap.dedent(
-        f"""
-        import sys, time
-        from launch.local import LocalWorkspace
-        with LocalWorkspace({str(tmp_path / "ws")!r}).locked():
-            print("locked", flush=True)
-            sys.stdin.readline()
-        """
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", holder],
-        cwd=REPO_ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout.readline().strip() == "locked"
+    with workspace_locked_elsewhere(tmp_path / "ws"):
         with (
             pytest.raises(LaunchError, match=r"another pipeline run is using this workspace \(pid"),
             workspace.locked(timeout_s=0),
@@ -207,7 +188,5 @@ def test_workspace_lock_refuses_a_second_holder(tmp_path: Path) -> None:
         ):
             pass
         assert messages and "waiting" in messages[0]
-    finally:
-        process.communicate("\n")
     with workspace.locked(timeout_s=0):
         pass

@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from launch.lineage import (
 )
 from launch.local import LocalBackend
 from tests.conftest import REPO_ROOT
+from tests.pipeline.lock_holder import workspace_locked_elsewhere
 
 SMOKE = REPO_ROOT / "configs" / "pipeline" / "smoke.yaml"
 NOTEBOOK = REPO_ROOT / "notebooks" / "01_orchestrate_training.ipynb"
@@ -75,28 +75,9 @@ def test_non_writable_workspace_exits_2(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_second_concurrent_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     workspace = tmp_path / "ws"
-    holder = textwrap.dedent(
-        f"""
-        import sys
-        from launch.local import LocalWorkspace
-        with LocalWorkspace({str(workspace)!r}).locked():
-            print("locked", flush=True)
-            sys.stdin.readline()
-        """
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", holder],
-        cwd=REPO_ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout.readline().strip() == "locked"
+    with workspace_locked_elsewhere(workspace):
         assert main(["run", "--config", str(SMOKE), "--workspace", str(workspace)]) == 2
         assert "another pipeline run is using this workspace" in capsys.readouterr().err
-    finally:
-        process.communicate("\n")
     assert not (workspace / "pipelines").exists()  # the refused run wrote no state
 
 
@@ -176,20 +157,30 @@ def test_notebook_has_no_outputs_and_no_training_code() -> None:
 PINNED_ENV = {**os.environ, "NER_GIT_COMMIT": "0" * 40}
 
 
-def _run_cli(workspace: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [
+def _cli_command(workspace: Path, *extra: str, config: Path = SMOKE) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "launch.cli",
         "run",
         "--config",
-        str(SMOKE),
+        str(config),
         "--workspace",
         str(workspace),
         *extra,
     ]
+
+
+def _run_cli(
+    workspace: Path, *extra: str, config: Path = SMOKE, check: bool = True
+) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=PINNED_ENV
+        _cli_command(workspace, *extra, config=config),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=PINNED_ENV,
     )
     if check:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -238,18 +229,13 @@ def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
 def test_sigterm_final_training_then_resume_to_registered_model(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     _run_cli(workspace, "--until", "selection")
-    command = [
-        sys.executable,
-        "-m",
-        "launch.cli",
-        "run",
-        "--config",
-        str(SMOKE),
-        "--workspace",
-        str(workspace),
-    ]
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=PINNED_ENV
+        _cli_command(workspace),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=PINNED_ENV,
     )
     record = None
     for _ in range(600):  # wait for the final job's last.ckpt (end of epoch 1), then stop it mid-epoch 2
@@ -294,23 +280,7 @@ def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
     ):
         text = text.replace(f" {relative}\n", f" {(SMOKE.parent / relative).resolve()}\n")
     config.write_text(text)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "launch.cli",
-            "run",
-            "--config",
-            str(config),
-            "--workspace",
-            str(tmp_path / "ws"),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=PINNED_ENV,
-    )
+    result = _run_cli(tmp_path / "ws", config=config, check=False)
     assert result.returncode == 2
     assert "dry_run job" in result.stderr and "train.jsonl" in result.stderr
     assert "sweep: running" not in result.stdout
