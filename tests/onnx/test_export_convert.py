@@ -63,24 +63,17 @@ def test_fp32_onnx_tags_equal_pytorch_tags(trained_models: dict, family: str, us
     assert {tag for tags in got for tag in tags} != {"O"}, "the trained model should predict some entities"
 
 
+def _convert(source: Path, target: Path, *extra: str) -> int:
+    """`ner-convert` of a training output folder into `target`, smoke-tested on the toy dataset."""
+    return convert_main(["--input", str(source), "--output", str(target), "--data", str(TOY_DATASET), *extra])
+
+
 @pytest.mark.parametrize(("family", "use_crf"), MODELS)
 def test_every_family_converts_to_a_validated_int8_folder(
     trained_models: dict, family: str, use_crf: bool, tmp_path: Path
 ) -> None:
     target = tmp_path / "model"
-    assert (
-        convert_main(
-            [
-                "--input",
-                str(trained_models[(family, use_crf)]),
-                "--output",
-                str(target),
-                "--data",
-                str(TOY_DATASET),
-            ]
-        )
-        == 0
-    )
+    assert _convert(trained_models[(family, use_crf)], target) == 0
     assert json.loads((target / SMOKE_REPORT_FILE).read_text())["passed"] is True
 
 
@@ -88,9 +81,7 @@ def test_convert_writes_int8_folder_without_checkpoints(
     bert_crf_output: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target = tmp_path / "model"
-    code = convert_main(
-        ["--input", str(bert_crf_output), "--output", str(target), "--data", str(TOY_DATASET)]
-    )
+    code = _convert(bert_crf_output, target)
     assert code == 0, capsys.readouterr().err
     names = {p.name for p in target.iterdir()}
     assert {ONNX_MODEL_FILE, MODEL_METADATA_FILE, LABELS_FILE, SMOKE_REPORT_FILE, "tokenizer.json"} <= names
@@ -137,10 +128,7 @@ def test_convert_writes_int8_folder_without_checkpoints(
 def test_convert_exports_itself_when_onnx_folder_is_missing(bert_crf_output: Path, tmp_path: Path) -> None:
     shutil.rmtree(bert_crf_output / ONNX_DIR)
     target = tmp_path / "model"
-    assert (
-        convert_main(["--input", str(bert_crf_output), "--output", str(target), "--data", str(TOY_DATASET)])
-        == 0
-    )
+    assert _convert(bert_crf_output, target) == 0
     assert json.loads((target / MODEL_METADATA_FILE).read_text())["exported_by_conversion"] is True
     assert not (bert_crf_output / ONNX_DIR).exists(), "the input folder is never written"
 
@@ -178,18 +166,7 @@ def test_smoke_test_fails_on_a_broken_model(
 ) -> None:
     corrupt(bert_crf_output)
     target, report_path = tmp_path / "model", tmp_path / "report.json"
-    code = convert_main(
-        [
-            "--input",
-            str(bert_crf_output),
-            "--output",
-            str(target),
-            "--data",
-            str(TOY_DATASET),
-            "--report",
-            str(report_path),
-        ]
-    )
+    code = _convert(bert_crf_output, target, "--report", str(report_path))
     assert code == 1
     err = capsys.readouterr().err
     assert "smoke test failed" in err and all(f"[FAIL] {name}" in err for name in failed)
@@ -203,18 +180,7 @@ def test_int8_f1_check_fails_beyond_tolerance(
 ) -> None:
     target = tmp_path / "model"
     # A negative tolerance demands int8 beat fp32 by a point: the check must fail and say so.
-    code = convert_main(
-        [
-            "--input",
-            str(bert_crf_output),
-            "--output",
-            str(target),
-            "--data",
-            str(TOY_DATASET),
-            "--f1-tolerance",
-            "-0.01",
-        ]
-    )
+    code = _convert(bert_crf_output, target, "--f1-tolerance", "-0.01")
     assert code == 1
     assert "[FAIL] int8_f1" in capsys.readouterr().err and not target.exists()
 
