@@ -85,9 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     quant = parser.add_argument_group("quantization")
     quant.add_argument("--no-optimize", action="store_true", help="skip the transformer graph optimiser")
-    quant.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
+    quant.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=QuantizeOptions.per_channel,
+        help="per-channel weight scales (default on)",
+    )
     quant.add_argument("--weight-type", choices=["qint8", "quint8"], default="qint8")
-    quant.add_argument("--reduce-range", action="store_true", help="7-bit weights (CPUs without VNNI)")
+    quant.add_argument(
+        "--reduce-range",
+        action=argparse.BooleanOptionalAction,
+        default=QuantizeOptions.reduce_range,
+        help="7-bit weights: avoids u8s8 saturation on CPUs without VNNI (default on)",
+    )
     quant.add_argument(
         "--op-types", default=",".join(DEFAULT_OP_TYPES), help="comma-separated op types to quantize"
     )
