@@ -52,7 +52,6 @@ from ner_lightning.contract import (
     LAST_CHECKPOINT,
     MANIFEST_FILE,
     PRIMARY_METRIC,
-    SPLIT_FILES,
     STAGE_PROD,
     TAG_CONFIG_SHA256_PREFIX,
     TAG_DATASET_NAME,
@@ -217,19 +216,20 @@ def _digest(payload: Any) -> str:
 
 
 def dataset_fingerprint(folder: str | Path) -> str:
-    """Content fingerprint of a dataset folder: the manifest's, else sha256 over the split files."""
+    """Content fingerprint of a dataset folder: the manifest's, else computed as `ner-data` does.
+
+    One definition for every consumer (the Azure asset registry, the final-training loader, the
+    `dataset_fingerprint` tag of every job), so one dataset has one fingerprint everywhere.
+    """
+    from ner_lightning.data.manifest import dataset_fingerprint as content_fingerprint
+
     folder = Path(folder)
     manifest = folder / MANIFEST_FILE
     if manifest.is_file():
         recorded = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
         if recorded:
             return str(recorded)
-    digest = hashlib.sha256()
-    for name in sorted({*SPLIT_FILES.values(), "labels.json"}):
-        file = folder / name
-        if file.is_file():
-            digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return content_fingerprint(folder)
 
 
 def git_commit(repo: Path) -> str:

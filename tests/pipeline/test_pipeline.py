@@ -3,6 +3,7 @@ smoke preset end to end (acceptance 1-4, 6) once the training and conversion job
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -11,9 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import mlflow.artifacts
+import onnx
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from launch.cli import main
@@ -29,10 +34,33 @@ from launch.lineage import (
     TAG_SWEEP_ID,
 )
 from launch.local import LocalBackend
+from launch.local.runner import PARENT_RUN_TAG
+from launch.pipeline import dataset_fingerprint, load_pipeline_config
+from launch.search_space import load_sweep_config
+from launch.selection import RANKED_FILE, SELECTION_FILE
+from ner_lightning.contract import (
+    MODEL_METADATA_FILE,
+    ONNX_MODEL_FILE,
+    PRIMARY_METRIC,
+    SMOKE_REPORT_FILE,
+    STAGE_CONVERSION,
+    STAGE_DRY_RUN,
+    STAGE_FINAL,
+    STAGE_PROD,
+    STAGE_SWEEP,
+    TAG_CONFIG_SHA256_PREFIX,
+    TAG_DATASET_FINGERPRINT,
+    TAG_DATASET_NAME,
+    TAG_DATASET_VERSION,
+    TAG_GIT_COMMIT,
+    TAG_PRODUCTION_ELIGIBLE,
+    TAG_STAGE,
+)
 from tests.conftest import REPO_ROOT
 from tests.pipeline.lock_holder import workspace_locked_elsewhere
 
 SMOKE = REPO_ROOT / "configs" / "pipeline" / "smoke.yaml"
+TOY_DATASET = REPO_ROOT / "tests" / "fixtures" / "toy_dataset"
 NOTEBOOK = REPO_ROOT / "notebooks" / "01_orchestrate_training.ipynb"
 TRAINING_READY = all(
     (REPO_ROOT / path).is_file()
@@ -154,7 +182,10 @@ def test_notebook_has_no_outputs_and_no_training_code() -> None:
 
 # --- end to end (needs the training and conversion jobs) -----------------------------------
 #: Pin the commit: other commits landing between two runs would (rightly) change every job spec.
-PINNED_ENV = {**os.environ, "NER_GIT_COMMIT": "0" * 40}
+PINNED_COMMIT = "0" * 40
+PINNED_ENV = {**os.environ, "NER_GIT_COMMIT": PINNED_COMMIT}
+#: ONNX ops that only an int8 (dynamically quantized) graph holds.
+QUANTIZED_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
 
 
 def _cli_command(workspace: Path, *extra: str, config: Path = SMOKE) -> list[str]:
@@ -187,28 +218,98 @@ def _run_cli(
     return result
 
 
+def _config_hashes(*configs: Path) -> dict[str, str]:
+    return {
+        f"{TAG_CONFIG_SHA256_PREFIX}{c.name}": hashlib.sha256(c.read_bytes()).hexdigest() for c in configs
+    }
+
+
+def _of_stage(runs: list[Run], stage: str) -> list[Run]:
+    return [run for run in runs if run.data.tags.get(TAG_STAGE) == stage]
+
+
+def _assert_job_tags(run: Run, stage: str, hashes: Mapping[str, str]) -> None:
+    """A job's run names its stage, config hashes, dataset (name, version, fingerprint) and commit."""
+    tags = run.data.tags
+    assert tags[TAG_STAGE] == stage and hashes.items() <= tags.items(), tags
+    assert (tags[TAG_DATASET_NAME], tags[TAG_DATASET_VERSION]) == ("toy-ner", "1")
+    assert tags[TAG_DATASET_FINGERPRINT] == dataset_fingerprint(TOY_DATASET)
+    assert tags[TAG_GIT_COMMIT] == PINNED_COMMIT
+
+
+def _assert_int8_model_folder(folder: Path) -> None:
+    """The registered folder: a quantized ONNX graph, every smoke check passed, no checkpoint."""
+    graph = onnx.load(str(folder / ONNX_MODEL_FILE)).graph
+    assert QUANTIZED_OPS & {node.op_type for node in graph.node}
+    int8 = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    assert any(tensor.data_type in int8 for tensor in graph.initializer)
+    assert json.loads((folder / MODEL_METADATA_FILE).read_text())["precision"] == "int8"
+    report = json.loads((folder / SMOKE_REPORT_FILE).read_text())
+    assert report["passed"] is True and report["checks"]
+    assert all(check["passed"] for check in report["checks"]), report["checks"]
+    assert not list(folder.rglob("*.ckpt"))
+
+
 @needs_training
 @pytest.mark.slow
 def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
+    config = load_pipeline_config(SMOKE)
     workspace = tmp_path / "ws"
     first = _run_cli(workspace)
     assert "registration: done" in first.stdout
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("ner-smoke").experiment_id], max_results=100)
-    stages = sorted(run.data.tags.get("stage") for run in runs)
-    assert {"dry_run", "sweep", "final_training", "conversion"} <= set(stages)
-    for run in runs:
-        assert run.data.tags.get("git_commit") and any(k.startswith("config_sha256.") for k in run.data.tags)
-    dry = next(r for r in runs if r.data.tags["stage"] == "dry_run")
-    assert dry.data.tags["production_eligible"] == "false"
-    sweep_parent = next(
-        r for r in runs if r.data.tags["stage"] == "sweep" and "mlflow.parentRunId" not in r.data.tags
+    runs = client.search_runs(
+        [client.get_experiment_by_name(config.experiment).experiment_id], max_results=100
     )
-    artifacts = [a.path for a in client.list_artifacts(sweep_parent.info.run_id, "selection")]
-    assert "selection/ranked_trials.csv" in artifacts
-    (version,) = client.search_model_versions("name='ner-smoke'")
-    assert version.tags["stage"] == "prod" and version.tags[TAG_FINAL_RUN_ID]
-    assert client.get_run(version.tags[TAG_FINAL_RUN_ID]).data.tags["stage"] == "final_training"
+    (dry,), (final,), (conversion,) = (
+        _of_stage(runs, s) for s in (STAGE_DRY_RUN, STAGE_FINAL, STAGE_CONVERSION)
+    )
+    (sweep,) = [r for r in _of_stage(runs, STAGE_SWEEP) if PARENT_RUN_TAG not in r.data.tags]
+    trials = [r for r in runs if r.data.tags.get(PARENT_RUN_TAG) == sweep.info.run_id]
+    hashes = _config_hashes(*config.train_configs, SMOKE)
+    sweep_hashes = {**hashes, **_config_hashes(config.sweep_config)}
+    # (a) one run per job: dry run, sweep parent + one child per trial, final, conversion.
+    assert len(trials) == load_sweep_config(config.sweep_config).limits.max_total_trials == 2
+    assert len(runs) == 4 + len(trials)
+    for run, stage in ((dry, STAGE_DRY_RUN), (final, STAGE_FINAL), (conversion, STAGE_CONVERSION)):
+        _assert_job_tags(run, stage, hashes)
+    for run in (sweep, *trials):
+        _assert_job_tags(run, STAGE_SWEEP, sweep_hashes)
+    assert all(PRIMARY_METRIC in trial.data.metrics for trial in trials)
+    assert dry.data.tags[TAG_PRODUCTION_ELIGIBLE] == "false" and PRIMARY_METRIC in dry.data.metrics
+    assert final.data.tags[TAG_PRODUCTION_ELIGIBLE] == "true"
+    # (b) the ranked selection: files in the workspace and artifacts of the sweep run.
+    summary = json.loads((workspace / "pipelines" / f"{config.name}_summary.json").read_text())
+    selection_folder = Path(summary["selection_folder"])
+    selection = json.loads((selection_folder / SELECTION_FILE).read_text())
+    assert sorted(row["run_id"] for row in selection["ranked"]) == sorted(t.info.run_id for t in trials)
+    assert len((selection_folder / RANKED_FILE).read_text().splitlines()) == 1 + len(trials)
+    artifacts = {a.path for a in client.list_artifacts(sweep.info.run_id, "selection")}
+    assert {f"selection/{RANKED_FILE}", f"selection/{SELECTION_FILE}"} <= artifacts
+    # (c) the registered int8 model version: prod stage, metric, lineage back to the final run.
+    (version,) = client.search_model_versions(f"name='{config.model_name}'")
+    assert version.run_id == conversion.info.run_id
+    expected = {
+        **hashes,
+        TAG_STAGE: STAGE_PROD,
+        TAG_DATASET_NAME: "toy-ner",
+        TAG_DATASET_VERSION: "1",
+        TAG_BACKBONE: selection["backbone"],
+        TAG_METRIC: PRIMARY_METRIC,
+        TAG_METRIC_VALUE: f"{final.data.metrics[PRIMARY_METRIC]:.6f}",
+        TAG_FINAL_RUN_ID: final.info.run_id,
+        TAG_CONVERSION_RUN_ID: conversion.info.run_id,
+        TAG_SWEEP_ID: sweep.info.run_id,
+        TAG_PIPELINE: config.name,
+        TAG_GIT_COMMIT: PINNED_COMMIT,
+    }
+    assert expected.items() <= version.tags.items(), version.tags
+    assert final.data.tags[TAG_SWEEP_ID] == selection["sweep_id"] == sweep.info.run_id
+    assert conversion.data.tags[TAG_FINAL_RUN_ID] == final.info.run_id
+    registered = mlflow.artifacts.download_artifacts(
+        artifact_uri=version.source, dst_path=str(tmp_path / "reg")
+    )
+    _assert_int8_model_folder(Path(registered))
     assets_before = sorted(p.relative_to(workspace) for p in (workspace / "assets").rglob("*"))
 
     second = _run_cli(workspace)
@@ -219,7 +320,7 @@ def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
     assert len(client.search_model_versions("name='ner-smoke'")) == 1
     assert sorted(p.relative_to(workspace) for p in (workspace / "assets").rglob("*")) == assets_before
     runs_after = client.search_runs(
-        [client.get_experiment_by_name("ner-smoke").experiment_id], max_results=100
+        [client.get_experiment_by_name(config.experiment).experiment_id], max_results=100
     )
     assert len(runs_after) == len(runs)
 
@@ -259,9 +360,8 @@ def test_sigterm_final_training_then_resume_to_registered_model(tmp_path: Path) 
 def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
     data = tmp_path / "bad_data"
     data.mkdir()
-    toy = REPO_ROOT / "tests" / "fixtures" / "toy_dataset"
     for name in ("train.jsonl", "validation.jsonl", "labels.json"):
-        (data / name).write_bytes((toy / name).read_bytes())
+        (data / name).write_bytes((TOY_DATASET / name).read_bytes())
     lines = (data / "train.jsonl").read_text().splitlines()
     broken = json.loads(lines[2])
     broken["ner_tags"] = broken["ner_tags"][:-1]  # one tag fewer than words
