@@ -277,6 +277,7 @@ def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
         _assert_job_tags(run, STAGE_SWEEP, sweep_hashes)
     assert all(PRIMARY_METRIC in trial.data.metrics for trial in trials)
     assert dry.data.tags[TAG_PRODUCTION_ELIGIBLE] == "false" and PRIMARY_METRIC in dry.data.metrics
+    assert {r.data.tags[TAG_PRODUCTION_ELIGIBLE] for r in (sweep, *trials)} == {"false"}
     assert final.data.tags[TAG_PRODUCTION_ELIGIBLE] == "true"
     # (b) the ranked selection: files in the workspace and artifacts of the sweep run.
     summary = json.loads((workspace / "pipelines" / f"{config.name}_summary.json").read_text())
