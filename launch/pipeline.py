@@ -49,6 +49,8 @@ from launch.selection import select_best, write_selection
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
+    HELDOUT_F1_FP32,
+    HELDOUT_F1_INT8,
     LAST_CHECKPOINT,
     MANIFEST_FILE,
     PRIMARY_METRIC,
@@ -716,6 +718,10 @@ class Pipeline:
             TAG_GIT_COMMIT: self.commit,
             **hashes,
         }
+        # The held-out score of the registered int8 model itself (the final run's val_f1 is not held out).
+        for name in (HELDOUT_F1_FP32, HELDOUT_F1_INT8):
+            if name in conversion.get("metrics", {}):
+                tags[name] = f"{conversion['metrics'][name]:.6f}"
         folder = next(iter(conversion["outputs"].values()))
         registration = ModelRegistration(
             self.config.model_name, folder, tags, f"{self.config.name}: {PRIMARY_METRIC}={value:.4f}"
@@ -778,7 +784,11 @@ class Pipeline:
             "selected_params": chosen.get("params"),
             "selected_backbone": chosen.get("backbone"),
             "sweep_best_val_f1": chosen.get("value"),
+            # The final run trains on train + validation, so its val_f1 is not a held-out score;
+            # the conversion job's smoke test scores fp32 and int8 on the held-out test split.
             "final_val_f1": result("final_training").get("metrics", {}).get(PRIMARY_METRIC),
+            "heldout_f1_fp32": result("conversion").get("metrics", {}).get(HELDOUT_F1_FP32),
+            "heldout_f1_int8": result("conversion").get("metrics", {}).get(HELDOUT_F1_INT8),
             "final_run": result("final_training").get("run_id"),
             "final_output": next(iter(result("final_training").get("outputs", {}).values()), None),
             "model_folder": next(iter(result("conversion").get("outputs", {}).values()), None),

@@ -109,6 +109,29 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
     )
 
 
+def log_to_attached_run(metrics: dict[str, float], artifact: str | Path | None = None) -> bool:
+    """Log metrics (and one file) to the run named by `MLFLOW_RUN_ID`, as jobs outside Lightning do.
+
+    Args:
+        metrics: Metric name -> value.
+        artifact: A file to attach to the run, if any.
+
+    Returns:
+        True when a run was attached and logged to; False outside a job (no `MLFLOW_RUN_ID`).
+    """
+    run_id = os.environ.get(ENV_MLFLOW_RUN_ID)
+    if not run_id:
+        return False
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=resolve_tracking_uri())
+    for name, value in metrics.items():
+        client.log_metric(run_id, name, float(value))
+    if artifact is not None:
+        client.log_artifact(run_id, str(artifact))
+    return True
+
+
 def resolve_experiment_name(explicit: str | None = None) -> str:
     """The experiment of a new run: `explicit`, else `MLFLOW_EXPERIMENT_NAME`, else "ner-lightning"."""
     return explicit or os.environ.get(ENV_MLFLOW_EXPERIMENT_NAME) or DEFAULT_EXPERIMENT

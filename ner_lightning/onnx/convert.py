@@ -23,6 +23,9 @@ from typing import Any
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
+    HELDOUT_F1_FP32,
+    HELDOUT_F1_INT8,
+    INT8_SIZE_MB,
     MODEL_METADATA_FILE,
     ONNX_DIR,
     ONNX_MODEL_FILE,
@@ -319,14 +322,27 @@ def convert(
             )
             if report_path:
                 report.write(report_path)
+            report.write(staging / SMOKE_REPORT_FILE)
+            from ner_lightning.tracking import log_to_attached_run
+
+            log_to_attached_run(_report_metrics(report.to_json()), staging / SMOKE_REPORT_FILE)
             if not report.passed:
                 raise SmokeTestFailed(
                     f"smoke test failed: {', '.join(report.failed)}\n{report.summary()}",
                     path=target,
                     fix="the model folder was not written; see the checks above",
                 )
-            report.write(staging / SMOKE_REPORT_FILE)
     return report.to_json()
+
+
+def _report_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a smoke report that the job logs to its MLflow run (also when a check failed)."""
+    metrics = {INT8_SIZE_MB: report["int8_size_mb"]}
+    for check in report["checks"]:
+        if check["name"] == "int8_f1" and "fp32_f1" in check["numbers"]:
+            metrics[HELDOUT_F1_FP32] = check["numbers"]["fp32_f1"]
+            metrics[HELDOUT_F1_INT8] = check["numbers"]["int8_f1"]
+    return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from launch.pipeline import dataset_fingerprint, load_pipeline_config
 from launch.search_space import load_sweep_config
 from launch.selection import RANKED_FILE, SELECTION_FILE
 from ner_lightning.contract import (
+    HELDOUT_F1_INT8,
     MODEL_METADATA_FILE,
     ONNX_MODEL_FILE,
     PRIMARY_METRIC,
@@ -303,8 +304,11 @@ def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
         TAG_SWEEP_ID: sweep.info.run_id,
         TAG_PIPELINE: config.name,
         TAG_GIT_COMMIT: PINNED_COMMIT,
+        # The conversion job's held-out scores of the registered int8 model, also in the summary.
+        HELDOUT_F1_INT8: f"{conversion.data.metrics[HELDOUT_F1_INT8]:.6f}",
     }
     assert expected.items() <= version.tags.items(), version.tags
+    assert summary["heldout_f1_int8"] == pytest.approx(conversion.data.metrics[HELDOUT_F1_INT8])
     assert final.data.tags[TAG_SWEEP_ID] == selection["sweep_id"] == sweep.info.run_id
     assert conversion.data.tags[TAG_FINAL_RUN_ID] == final.info.run_id
     registered = mlflow.artifacts.download_artifacts(

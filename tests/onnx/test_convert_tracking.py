@@ -1,0 +1,72 @@
+"""Inside a job (MLFLOW_RUN_ID set), the conversion logs its smoke numbers and report to that run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from ner_lightning.contract import (
+    ENV_MLFLOW_RUN_ID,
+    ENV_MLFLOW_TRACKING_URI,
+    HELDOUT_F1_FP32,
+    HELDOUT_F1_INT8,
+    INT8_SIZE_MB,
+    SMOKE_REPORT_FILE,
+)
+from ner_lightning.onnx.convert import main as convert_main
+from tests.onnx.conftest import TOY_DATASET
+
+
+def _job_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[mlflow.MlflowClient, str]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("conversion", artifact_location=str(tmp_path / "art")))
+    monkeypatch.setenv(ENV_MLFLOW_TRACKING_URI, uri)
+    monkeypatch.setenv(ENV_MLFLOW_RUN_ID, run.info.run_id)
+    return client, run.info.run_id
+
+
+def test_conversion_logs_heldout_f1_and_report_to_the_job_run(
+    bert_crf_output: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, run_id = _job_run(tmp_path, monkeypatch)
+    target = tmp_path / "model"
+    assert (
+        convert_main(["--input", str(bert_crf_output), "--output", str(target), "--data", str(TOY_DATASET)])
+        == 0
+    )
+
+    report = json.loads((target / SMOKE_REPORT_FILE).read_text())
+    numbers = next(c["numbers"] for c in report["checks"] if c["name"] == "int8_f1")
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics[HELDOUT_F1_FP32] == pytest.approx(numbers["fp32_f1"])
+    assert metrics[HELDOUT_F1_INT8] == pytest.approx(numbers["int8_f1"])
+    assert metrics[INT8_SIZE_MB] == pytest.approx(report["int8_size_mb"])
+    assert [a.path for a in client.list_artifacts(run_id)] == [SMOKE_REPORT_FILE]
+
+
+def test_failed_smoke_test_is_still_logged_to_the_job_run(
+    bert_crf_output: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, run_id = _job_run(tmp_path, monkeypatch)
+    target = tmp_path / "model"
+    # A negative tolerance cannot be met: the int8_f1 check fails and no folder is written.
+    code = convert_main(
+        [
+            "--input",
+            str(bert_crf_output),
+            "--output",
+            str(target),
+            "--data",
+            str(TOY_DATASET),
+            "--f1-tolerance",
+            "-1",
+        ]
+    )
+    assert code == 1 and not target.exists()
+    assert HELDOUT_F1_INT8 in client.get_run(run_id).data.metrics
+    logged = client.download_artifacts(run_id, SMOKE_REPORT_FILE, str(tmp_path))
+    assert json.loads(Path(logged).read_text())["failed_checks"] == ["int8_f1"]
