@@ -77,6 +77,7 @@ def main(
     corpus: str = str(WNUT17),
     backbone: str = MINILM,
     seeds: int = 3,
+    first_seed: int = 42,
     epochs: int = 3,
     batch_size: int = 16,
     max_length: int = 128,
@@ -92,7 +93,8 @@ def main(
     Args:
         corpus: Dataset folder (with `test.jsonl`), or a folder of CoNLL files (converted to a scratch folder).
         backbone: Pretrained backbone folder or `pkg:` reference.
-        seeds: Number of seeds (0, 1, ... added to 42).
+        seeds: Number of seeds (0, 1, ... added to `first_seed`).
+        first_seed: The first seed (runs of several invocations can be combined by seed).
         epochs: Training epochs of every run.
         batch_size: Sentences per optimizer step.
         max_length: Subwords per sequence (baseline: truncation; project: window size).
@@ -123,7 +125,7 @@ def main(
     with tempfile.TemporaryDirectory(prefix="ner-bench-data-") as scratch:
         data_dir = prepare_dataset(corpus, scratch)
         for offset in range(seeds):
-            seed = 42 + offset
+            seed = first_seed + offset
             settings = {
                 "backbone": backbone,
                 "batch_size": batch_size,
