@@ -9,25 +9,30 @@ the run: train a new variant, skip because a complete one exists, or resume an i
 The result is a frozen `ResolvedFinalTraining`; `mark_variant_running/complete/failed` keep the
 variant's metadata.json and the index up to date.
 
-Torch-free: checkpoints are recognised by opening the zip that `torch.save` writes and looking
-for the `ner_lightning` key in its pickle, never by loading it.
+The YAML schema and its validation live in `launch/final_training_schema.py`; finding and
+checking the starting checkpoint (torch-free) lives in `launch/checkpoint_resolution.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
-import hashlib
 import json
 import warnings
-import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from launch.checkpoint_resolution import (
+    checkpoint_by_path,
+    checkpoint_by_reference,
+    init_identity,
+    latest_related_run,
+    resolve_checkpoint_from_fingerprints,
+    validate_checkpoint,
+    variant_checkpoint,
+)
+from launch.final_training_schema import RunMode, SourceType, read_yaml_with_lines, validate_settings
 from launch.fingerprints import code_fingerprint, exec_fingerprint, fingerprint, spec_fingerprint
 from launch.jobs import frozen_mapping
 from launch.variants import (
@@ -54,74 +59,16 @@ from ner_lightning.errors import ConfigError
 FINAL_TRAINING_CONFIG = "final_training.yaml"
 #: Default training config read when no `train_config` is given.
 TRAIN_CONFIG = "train.yaml"
-DEFAULT_OUTPUT_ROOT = "outputs/final_training"
 DEFAULT_SEED = 42
 
-RunMode = Literal["reuse_if_exists", "force_new", "resume_if_incomplete", "continue_from_previous"]
-SourceType = Literal["scratch", "hpo_best", "final_training"]
 Action = Literal["train", "skip", "resume"]
-RUN_MODES = ("reuse_if_exists", "force_new", "resume_if_incomplete", "continue_from_previous")
-SOURCE_TYPES = ("scratch", "hpo_best", "final_training")
 
 #: MLflow tag names of the variant bookkeeping (also on Azure runs, so any machine can find them).
 TAG_SPEC_FP = "spec_fp"
 TAG_EXEC_FP = "exec_fp"
 TAG_VARIANT = "final_variant"
 
-# --- Schema -------------------------------------------------------------------------------------
-# A leaf is a validator name; a dict is a section. Every key of the YAML must appear here.
-_FP_REF = {"spec_fp": "str", "exec_fp": "str", "variant": "opt_variant"}
-SCHEMA: dict[str, Any] = {
-    "run": {"mode": "run_mode"},
-    "source": {"type": "source_type", "parent": "ref"},
-    "dataset": {"data_config": "opt_str", "local_path_override": "opt_str"},
-    "checkpoint": {"load": "opt_bool", "source": "ref", "validate": "bool"},
-    "variant": {"number": "opt_variant"},
-    "identity": {"include_code_fp": "bool", "include_precision_fp": "bool", "include_determinism_fp": "bool"},
-    "seed": {"random_seed": "opt_seed"},
-    "training": {
-        "learning_rate": "opt_pos_float",
-        "epochs": "opt_pos_int",
-        "batch_size": "opt_pos_int",
-        "dropout": "opt_prob",
-        "weight_decay": "opt_nonneg_float",
-        "gradient_accumulation_steps": "opt_pos_int",
-        "warmup_ratio": "opt_prob",
-        "max_grad_norm": "opt_pos_float",
-        "use_crf": "opt_bool",
-        "combine_train_validation": "opt_bool",
-        "early_stopping": {"enabled": "opt_bool", "patience": "opt_pos_int", "min_delta": "opt_nonneg_float"},
-    },
-    "output": {"skip_if_complete": "bool", "root": "str"},
-    "mlflow": {"experiment_name": "opt_str", "run_name": "opt_str", "tags": "tags"},
-}
-
-#: The plan's defaults; an absent key takes its value from here.
-DEFAULTS: dict[str, Any] = {
-    "run": {"mode": "reuse_if_exists"},
-    "source": {"type": "hpo_best", "parent": None},
-    "dataset": {"data_config": None, "local_path_override": None},
-    "checkpoint": {"load": False, "source": None, "validate": True},
-    "variant": {"number": None},
-    "identity": {"include_code_fp": True, "include_precision_fp": True, "include_determinism_fp": False},
-    "seed": {"random_seed": None},
-    "training": {
-        "learning_rate": None,
-        "epochs": None,
-        "batch_size": None,
-        "dropout": None,
-        "weight_decay": None,
-        "gradient_accumulation_steps": None,
-        "warmup_ratio": None,
-        "max_grad_norm": None,
-        "use_crf": None,
-        "combine_train_validation": None,
-        "early_stopping": {"enabled": None, "patience": None, "min_delta": None},
-    },
-    "output": {"skip_if_complete": True, "root": DEFAULT_OUTPUT_ROOT},
-    "mlflow": {"experiment_name": None, "run_name": None, "tags": {}},
-}
-
+# --- Hyperparameter names -----------------------------------------------------------------
 #: Canonical hyperparameter name -> training CLI argument (see docs/architecture.md).
 CLI_ARGUMENTS: dict[str, str] = {
     "learning_rate": "model.learning_rate",
@@ -261,240 +208,6 @@ class ResolvedFinalTraining:
         return tuple(arguments)
 
 
-# --- YAML loading with line numbers ---------------------------------------------------------
-def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
-    """Dotted key -> 1-based line, from a composed YAML node tree."""
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            dotted = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            lines[dotted] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, dotted))
-    return lines
-
-
-def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int], str]:
-    """Read a YAML mapping; return it, its key lines and the sha256 of the file's bytes."""
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(
-            f"cannot read the file ({error.strerror})", path=path, fix="check the path"
-        ) from error
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise ConfigError(
-            f"malformed YAML: {getattr(error, 'problem', error)}",
-            path=path,
-            line=mark.line + 1 if mark else None,
-            fix="fix the YAML syntax",
-        ) from error
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            "expected a mapping at the top level", path=path, line=1, fix="write `section: {...}` keys"
-        )
-    return data, _key_lines(node) if node is not None else {}, hashlib.sha256(raw).hexdigest()
-
-
-# --- Validation -----------------------------------------------------------------------------
-class _Validator:
-    """Checks a final-training settings mapping against SCHEMA, naming file, line and field."""
-
-    def __init__(self, path: Path | None, lines: Mapping[str, int]) -> None:
-        self.path = path
-        self.lines = lines
-
-    def error(self, field_name: str, message: str, fix: str) -> ConfigError:
-        line = self.lines.get(field_name)
-        if line is None:  # point at the closest enclosing key we know the line of
-            parent = field_name
-            while "." in parent and line is None:
-                parent = parent.rsplit(".", 1)[0]
-                line = self.lines.get(parent)
-        return ConfigError(message, path=self.path, line=line, field=field_name, fix=fix)
-
-    def unknown_key(self, dotted: str, key: str, valid: Sequence[str]) -> ConfigError:
-        close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return self.error(
-            dotted, f"unknown key {key!r}", f"{hint}valid keys here: {', '.join(sorted(valid))}"
-        )
-
-    def section(self, data: Any, schema: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str) -> dict:
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise self.error(
-                prefix,
-                f"expected a mapping, got {type(data).__name__}",
-                "write the section as `key: value` lines",
-            )
-        for key in data:
-            if key not in schema:
-                raise self.unknown_key(f"{prefix}.{key}" if prefix else str(key), str(key), list(schema))
-        result = {}
-        for key, rule in schema.items():
-            dotted = f"{prefix}.{key}" if prefix else key
-            value = data.get(key, defaults.get(key))
-            if isinstance(rule, dict):
-                result[key] = self.section(value, rule, defaults.get(key, {}), dotted)
-            else:
-                result[key] = self.leaf(value, rule, dotted)
-        return result
-
-    def leaf(self, value: Any, rule: str, dotted: str) -> Any:
-        optional = rule.startswith("opt_")
-        kind = rule.removeprefix("opt_")
-        if value is None:
-            if optional or kind == "ref":
-                return None
-            raise self.error(dotted, "a value is required", "give a value (null is not allowed here)")
-        if kind == "run_mode":
-            return self._choice(value, RUN_MODES, dotted, "run mode")
-        if kind == "source_type":
-            return self._choice(value, SOURCE_TYPES, dotted, "source type")
-        if kind in ("bool",):
-            if not isinstance(value, bool):
-                raise self.error(dotted, f"expected true or false, got {value!r}", "write true or false")
-            return value
-        if kind == "str":
-            if not isinstance(value, str) or not value.strip():
-                raise self.error(dotted, f"expected a non-empty string, got {value!r}", "write a string")
-            return value
-        if kind in ("variant", "seed", "pos_int", "nonneg_int"):
-            return self._integer(value, kind, dotted)
-        if kind in ("pos_float", "nonneg_float", "prob"):
-            return self._number(value, kind, dotted)
-        if kind == "tags":
-            if not isinstance(value, Mapping) or not all(
-                isinstance(v, (str, int, float, bool)) for v in value.values()
-            ):
-                raise self.error(
-                    dotted, "expected a mapping of tag name -> scalar", "write `tags: {team: nlp}`"
-                )
-            return {str(k): str(v) for k, v in value.items()}
-        if kind == "ref":
-            return self._reference(value, dotted)
-        raise AssertionError(f"unknown rule {rule}")  # pragma: no cover - schema bug
-
-    def _choice(self, value: Any, allowed: Sequence[str], dotted: str, what: str) -> str:
-        if value not in allowed:
-            close = difflib.get_close_matches(str(value), list(allowed), n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise self.error(dotted, f"unknown {what} {value!r}", f"{hint}allowed: {', '.join(allowed)}")
-        return value
-
-    def _integer(self, value: Any, kind: str, dotted: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer() and kind != "seed":
-                value = int(value)
-            else:
-                raise self.error(
-                    dotted, f"expected an integer, got {value!r}", "write a whole number such as 42"
-                )
-        if kind == "variant" and value < 1:
-            raise self.error(
-                dotted, f"variant numbers start at 1, got {value}", "write null (automatic) or a number >= 1"
-            )
-        if kind == "pos_int" and value < 1:
-            raise self.error(dotted, f"must be >= 1, got {value}", "write a number >= 1 or null")
-        if kind == "nonneg_int" and value < 0:
-            raise self.error(dotted, f"must be >= 0, got {value}", "write a number >= 0 or null")
-        return value
-
-    def _number(self, value: Any, kind: str, dotted: str) -> float:
-        # YAML 1.1 reads `1e-5` (no dot) as a string; accept number spellings as numbers.
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(
-                dotted, f"expected a number, got {value!r}", "write a number such as 1e-5 or null"
-            )
-        value = float(value)
-        if kind == "pos_float" and not value > 0:
-            raise self.error(dotted, f"must be > 0, got {value}", "write a positive number or null")
-        if kind == "nonneg_float" and not value >= 0:
-            raise self.error(dotted, f"must be >= 0, got {value}", "write a number >= 0 or null")
-        if kind == "prob" and not 0 <= value < 1:
-            raise self.error(
-                dotted, f"must be in [0, 1), got {value}", "write a probability such as 0.1 or null"
-            )
-        return value
-
-    def _reference(self, value: Any, dotted: str) -> str | dict[str, Any]:
-        if isinstance(value, str) and value.strip():
-            return value
-        if isinstance(value, Mapping):
-            ref = self.section(value, _FP_REF, {}, dotted)
-            missing = [key for key in ("spec_fp", "exec_fp") if not ref.get(key)]
-            if missing:
-                raise self.error(
-                    dotted, f"missing {', '.join(missing)}", "write {spec_fp: ..., exec_fp: ..., variant: N}"
-                )
-            return ref
-        raise self.error(
-            dotted,
-            f"expected null, a path or {{spec_fp, exec_fp, variant}}, got {value!r}",
-            "write null, a checkpoint path, or {spec_fp: ..., exec_fp: ..., variant: 1}",
-        )
-
-
-def validate_settings(
-    data: Mapping[str, Any], path: Path | None = None, lines: Mapping[str, int] | None = None
-) -> dict[str, Any]:
-    """Validate a final_training.yaml mapping and fill in the plan's defaults.
-
-    Args:
-        data: The parsed YAML.
-        path: File the mapping came from (for error messages).
-        lines: Dotted key -> line number (for error messages).
-
-    Returns:
-        The complete settings (every section and key present).
-
-    Raises:
-        ConfigError: An unknown key (with the closest valid one), a wrong type or value, or an
-            inconsistent combination (`continue_from_previous` without a final-training source,
-            `checkpoint.load: true` with `source.type: scratch`).
-    """
-    checker = _Validator(path, lines or {})
-    settings = checker.section(data, SCHEMA, DEFAULTS, "")
-    mode, source = settings["run"]["mode"], settings["source"]["type"]
-    if mode == "continue_from_previous" and source != "final_training":
-        raise checker.error(
-            "run.mode",
-            f"run mode 'continue_from_previous' needs source.type 'final_training', got {source!r}",
-            "set source.type: final_training (and optionally source.parent), or choose another run mode",
-        )
-    load = settings["checkpoint"]["load"]
-    if source == "scratch" and load:
-        raise checker.error(
-            "checkpoint.load",
-            "source.type 'scratch' never loads a checkpoint",
-            "set checkpoint.load: false, or source.type: hpo_best / final_training",
-        )
-    if source == "final_training" and load is False and "load" in (data.get("checkpoint") or {}):
-        raise checker.error(
-            "checkpoint.load",
-            "source.type 'final_training' initialises from the parent run's checkpoint",
-            "set checkpoint.load: true (or remove it), or use source.type: hpo_best to start from the backbone",
-        )
-    if source != "final_training" and settings["source"]["parent"] is not None:
-        raise checker.error(
-            "source.parent",
-            "source.parent is only used with source.type 'final_training'",
-            "remove it or set source.type",
-        )
-    return settings
-
-
 # --- Hyperparameter merging -----------------------------------------------------------------
 def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat = {}
@@ -630,7 +343,7 @@ def _from_data_config(
             field=field_name,
             fix=f"create it under {config_dir} or fix the path",
         )
-    data, _, _ = _read_yaml(path)
+    data, _, _ = read_yaml_with_lines(path)
     facts = data.get("dataset") or data.get("data_asset") or data
     local = next(
         (facts.get(key) for key in ("local_path", "source_dir", "path", "data_dir") if facts.get(key)), None
@@ -706,165 +419,6 @@ def resolve_dataset(
     )
 
 
-# --- Checkpoints ----------------------------------------------------------------------------
-def validate_checkpoint(
-    path: str | Path, field_name: str = "checkpoint.source", settings_path: Path | None = None
-) -> Path:
-    """Check that `path` is a ner-lightning checkpoint without loading it (no torch).
-
-    A Lightning checkpoint is the zip archive `torch.save` writes; ours carries the key
-    `ner_lightning` in its pickle (`<archive>/data.pkl`).
-
-    Raises:
-        ConfigError: The file is missing, not a torch zip archive, or not ours.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"checkpoint {path} does not exist",
-            path=settings_path,
-            field=field_name,
-            fix="give an existing .ckpt file, use {spec_fp, exec_fp, variant}, or set checkpoint.validate: false",
-        )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            pickles = [
-                name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"
-            ]
-            ours = any(b"ner_lightning" in archive.read(name) for name in pickles)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise ConfigError(
-            f"{path} is not a PyTorch checkpoint ({error})",
-            path=settings_path,
-            field=field_name,
-            fix="point at a .ckpt written by `python -m ner_lightning fit`",
-        ) from error
-    if not ours:
-        raise ConfigError(
-            f"{path} is not a ner-lightning checkpoint (no 'ner_lightning' entry)",
-            path=settings_path,
-            field=field_name,
-            fix="point at a .ckpt written by `python -m ner_lightning fit`",
-        )
-    return path
-
-
-def _variant_checkpoint(record: VariantRecord) -> str | None:
-    if record.checkpoint:
-        return record.checkpoint
-    output_dir = Path(str(record.metadata.get("output_dir") or record.path))
-    best = output_dir / CHECKPOINT_DIR / BEST_CHECKPOINT
-    return str(best) if best.is_file() else None
-
-
-def resolve_checkpoint_from_fingerprints(
-    store: VariantStore, spec_fp: str, exec_fp: str
-) -> tuple[str | None, str | None, dict[str, Any] | None]:
-    """Find the latest complete final run of a fingerprint pair: index -> metadata -> cache -> none.
-
-    Args:
-        store: The backend's variant store.
-        spec_fp: Spec fingerprint to look up.
-        exec_fp: Exec fingerprint to look up.
-
-    Returns:
-        (checkpoint path, how it was found, `{spec_fp, exec_fp, variant}` of the run), or
-        (None, None, None).
-    """
-    for how, lookup in (
-        ("index", store.lookup_index),
-        ("metadata", store.lookup_metadata),
-        ("cache", store.lookup_cache),
-    ):
-        found = lookup(spec_fp, exec_fp)
-        if found and found.get("checkpoint"):
-            return (
-                found["checkpoint"],
-                how,
-                {"spec_fp": spec_fp, "exec_fp": exec_fp, "variant": found["variant"]},
-            )
-    return None, None, None
-
-
-def _latest_related_run(
-    store: VariantStore, exec_fp: str, backbone: str, dataset_fingerprint: str
-) -> tuple[str | None, str | None, dict[str, Any] | None]:
-    """Latest complete run (by finish time) with the same exec_fp, backbone and dataset content.
-
-    The fallback when the parent was itself trained with overrides, so its spec_fp cannot be
-    recomputed from the best configuration alone.
-    """
-    related = [
-        record
-        for record in store.scan(exec_fp=exec_fp)
-        if record.status == STATUS_COMPLETE
-        and record.metadata.get("backbone") == backbone
-        and (record.metadata.get("dataset") or {}).get("fingerprint") == dataset_fingerprint
-        and _variant_checkpoint(record)
-    ]
-    if not related:
-        return None, None, None
-    record = max(related, key=lambda r: (str(r.metadata.get("finished_at", "")), r.variant))
-    parent = {"spec_fp": record.spec_fp, "exec_fp": record.exec_fp, "variant": record.variant}
-    return _variant_checkpoint(record), "metadata", parent
-
-
-def _checkpoint_by_reference(
-    store: VariantStore, ref: Mapping[str, Any], field_name: str, settings_path: Path | None
-) -> tuple[str, dict[str, Any]]:
-    spec_fp, exec_fp, variant = ref["spec_fp"], ref["exec_fp"], ref.get("variant")
-    if variant is None:
-        checkpoint, _, parent = resolve_checkpoint_from_fingerprints(store, spec_fp, exec_fp)
-        if checkpoint is None or parent is None:
-            raise ConfigError(
-                f"no complete final run with spec_fp {spec_fp} and exec_fp {exec_fp} under {store.root}",
-                path=settings_path,
-                field=field_name,
-                fix="check the fingerprints (see metadata.json of the run) or give variant: N",
-            )
-        return checkpoint, parent
-    record = store.find(spec_fp, exec_fp, variant)
-    checkpoint = _variant_checkpoint(record) if record else None
-    if record is None or record.status != STATUS_COMPLETE or checkpoint is None:
-        state = "does not exist" if record is None else f"is {record.status}"
-        raise ConfigError(
-            f"final run spec_{spec_fp}_exec_{exec_fp}/v{variant} {state} under {store.root}",
-            path=settings_path,
-            field=field_name,
-            fix="name a complete variant (see index.json) or a checkpoint path",
-        )
-    return checkpoint, {"spec_fp": spec_fp, "exec_fp": exec_fp, "variant": variant}
-
-
-def _checkpoint_by_path(root_dir: Path, store: VariantStore, text: str) -> tuple[str, dict[str, Any] | None]:
-    """An explicit path: a .ckpt file or a variant folder (its final checkpoint)."""
-    path = Path(text) if Path(text).is_absolute() else root_dir / text
-    if path.is_dir():
-        try:
-            record = store.read_record(path)
-        except Exception:
-            record = None
-        if record is not None:
-            checkpoint = _variant_checkpoint(record)
-            parent = {"spec_fp": record.spec_fp, "exec_fp": record.exec_fp, "variant": record.variant}
-            return checkpoint or str(path), parent
-    return str(path), None
-
-
-def _init_identity(checkpoint: str, parent: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What enters spec_fp for the starting checkpoint: the parent run, else the file's digest."""
-    if parent:
-        return dict(parent)
-    path = Path(checkpoint)
-    if path.is_file():
-        digest = hashlib.sha256()
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-        return {"sha256": digest.hexdigest()}
-    return {"path": checkpoint}
-
-
 # --- Main entry point -----------------------------------------------------------------------
 def _portable_backbone(backbone: str, root_dir: Path) -> str:
     """Project-relative spelling of a backbone path inside the project (fingerprints travel)."""
@@ -908,7 +462,7 @@ def load_final_training_config(
     root_dir, config_dir = Path(root_dir), Path(config_dir)
     path = config_dir / FINAL_TRAINING_CONFIG
     if path.is_file():
-        data, lines, sha = _read_yaml(path)
+        data, lines, sha = read_yaml_with_lines(path)
         settings = validate_settings(data, path, lines)
     else:
         warnings.warn(
@@ -919,7 +473,7 @@ def load_final_training_config(
         )
         settings, sha, path = validate_settings({}), "", None
     if train_config is None and (config_dir / TRAIN_CONFIG).is_file():
-        train_config = _read_yaml(config_dir / TRAIN_CONFIG)[0]
+        train_config = read_yaml_with_lines(config_dir / TRAIN_CONFIG)[0]
     return _resolve(
         settings,
         root_dir=root_dir,
@@ -1018,10 +572,10 @@ def _resolve(
         explicit = ckpt["source"] if ckpt["source"] is not None else settings["source"]["parent"]
         field_name = "checkpoint.source" if ckpt["source"] is not None else "source.parent"
         if isinstance(explicit, Mapping):
-            init_checkpoint, parent = _checkpoint_by_reference(store, explicit, field_name, config_path)
+            init_checkpoint, parent = checkpoint_by_reference(store, explicit, field_name, config_path)
             resolved_by = "fingerprints"
         elif isinstance(explicit, str):
-            init_checkpoint, parent = _checkpoint_by_path(root_dir, store, explicit)
+            init_checkpoint, parent = checkpoint_by_path(root_dir, store, explicit)
             resolved_by = "explicit"
         elif source_type == "hpo_best":
             init_checkpoint = best_config.get("checkpoint")
@@ -1034,7 +588,7 @@ def _resolve(
                 store, spec_of(base, None), exec_fp
             )
             if init_checkpoint is None:
-                init_checkpoint, resolved_by, parent = _latest_related_run(
+                init_checkpoint, resolved_by, parent = latest_related_run(
                     store, exec_fp, backbone, dataset.fingerprint
                 )
         if source_type == "final_training" and init_checkpoint is None:
@@ -1048,7 +602,7 @@ def _resolve(
             validate_checkpoint(
                 init_checkpoint, field_name if explicit is not None else "checkpoint.source", config_path
             )
-    spec_fp = spec_of(hyperparameters, _init_identity(init_checkpoint, parent) if init_checkpoint else None)
+    spec_fp = spec_of(hyperparameters, init_identity(init_checkpoint, parent) if init_checkpoint else None)
 
     # --- run decision ---
     slug = backbone_slug(backbone)
@@ -1146,7 +700,7 @@ def _resolve(
         resume_checkpoint=resume_checkpoint,
         variant=number,
         output_dir=str(output_dir),
-        checkpoint=_variant_checkpoint(record) if action == "skip" and record is not None else None,
+        checkpoint=variant_checkpoint(record) if action == "skip" and record is not None else None,
         spec_fp=spec_fp,
         exec_fp=exec_fp,
         parent=frozen_mapping(parent) if parent else None,
@@ -1290,8 +844,5 @@ __all__ = [
     "mark_variant_complete",
     "mark_variant_failed",
     "mark_variant_running",
-    "resolve_checkpoint_from_fingerprints",
     "resolve_dataset",
-    "validate_checkpoint",
-    "validate_settings",
 ]

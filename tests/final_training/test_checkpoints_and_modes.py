@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from launch.checkpoint_resolution import resolve_checkpoint_from_fingerprints
 from launch.final_training import (
     build_final_training_config,
     load_final_training_config,
     mark_variant_complete,
     mark_variant_failed,
     mark_variant_running,
-    resolve_checkpoint_from_fingerprints,
 )
 from launch.variants import CACHE_FILE, INDEX_FILE, METADATA_FILE, VariantStore
 from ner_lightning.contract import CHECKPOINT_DIR, LAST_CHECKPOINT
@@ -198,7 +198,7 @@ def test_loader_falls_back_with_a_warning_when_the_yaml_is_absent(project) -> No
 
 
 def test_launch_final_training_never_imports_torch() -> None:
-    code = "import sys, launch.final_training, launch.variants, launch.fingerprints; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'transformers', 'pytorch_lightning')))"
+    code = "import sys, launch.final_training, launch.final_training_schema, launch.checkpoint_resolution, launch.variants, launch.fingerprints; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'transformers', 'pytorch_lightning')))"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )

@@ -18,11 +18,11 @@ import pytest
 import torch
 import yaml
 
+from launch.checkpoint_resolution import validate_checkpoint
 from launch.final_training import (
     ResolvedFinalTraining,
     mark_variant_complete,
     mark_variant_running,
-    validate_checkpoint,
 )
 from launch.variants import INDEX_FILE, METADATA_FILE
 from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT

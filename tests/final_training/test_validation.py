@@ -17,7 +17,7 @@ def _error(project, text: str) -> ConfigError:
 def test_shipped_config_is_valid_and_has_the_plan_defaults(repo_root) -> None:
     import yaml
 
-    from launch.final_training import DEFAULTS, validate_settings
+    from launch.final_training_schema import DEFAULTS, validate_settings
 
     path = repo_root / "configs" / "final_training.yaml"
     settings = validate_settings(yaml.safe_load(path.read_text(encoding="utf-8")), path)
