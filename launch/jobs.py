@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Protocol, Union
+from typing import Literal, Protocol
 
 from ner_lightning.contract import PRIMARY_METRIC, PRIMARY_METRIC_GOAL
 
@@ -79,7 +79,7 @@ class JobInput:
     """
 
     type: Literal["uri_folder", "uri_file", "job_output"]
-    value: Union[AssetRef, str]
+    value: AssetRef | str
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class LogUniform:
     max_value: float
 
 
-SearchDimension = Union[Choice, Uniform, LogUniform]
+SearchDimension = Choice | Uniform | LogUniform
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ class SweepJobSpec:
     seed: int = 0
 
 
-JobSpec = Union[CommandJobSpec, SweepJobSpec]
+JobSpec = CommandJobSpec | SweepJobSpec
 
 
 @dataclass(frozen=True)

@@ -44,5 +44,7 @@ def resolve_path(ref: str) -> str:
     root = Path(next(iter(spec.submodule_search_locations)))
     path = root / relative
     if not path.exists():
-        raise ConfigError(f"{ref!r} resolves to {path}, which does not exist", fix="check the path inside the package")
+        raise ConfigError(
+            f"{ref!r} resolves to {path}, which does not exist", fix="check the path inside the package"
+        )
     return str(path)

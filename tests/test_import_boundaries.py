@@ -12,7 +12,9 @@ HEAVY = ("torch", "lightning", "transformers", "pytorch_lightning")
 
 def _modules_after_import(statement: str) -> set[str]:
     code = f"import sys; {statement}; print('\\n'.join(sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
     return set(out.stdout.split())
 
 
