@@ -4,7 +4,6 @@ smoke preset end to end (acceptance 1-4, 6) once the training and conversion job
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -63,18 +62,6 @@ from tests.pipeline.lock_holder import workspace_locked_elsewhere
 SMOKE = REPO_ROOT / "configs" / "pipeline" / "smoke.yaml"
 TOY_DATASET = REPO_ROOT / "tests" / "fixtures" / "toy_dataset"
 NOTEBOOK = REPO_ROOT / "notebooks" / "01_orchestrate_training.ipynb"
-TRAINING_READY = all(
-    (REPO_ROOT / path).is_file()
-    for path in (
-        "ner_lightning/cli.py",
-        "ner_lightning/onnx/convert.py",
-        "configs/train/base.yaml",
-        "ner_lightning/tracking.py",
-    )
-)
-needs_training = pytest.mark.skipif(
-    not TRAINING_READY, reason="training CLI, conversion job or configs/train/base.yaml not in the tree yet"
-)
 
 
 # --- config and CLI errors ---------------------------------------------------------------
@@ -251,7 +238,6 @@ def _assert_int8_model_folder(folder: Path) -> None:
     assert not list(folder.rglob("*.ckpt"))
 
 
-@needs_training
 @pytest.mark.slow
 def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
     config = load_pipeline_config(SMOKE)
@@ -330,7 +316,6 @@ def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
     assert len(runs_after) == len(runs)
 
 
-@needs_training
 @pytest.mark.slow
 def test_sigterm_final_training_then_resume_to_registered_model(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
@@ -360,7 +345,6 @@ def test_sigterm_final_training_then_resume_to_registered_model(tmp_path: Path) 
     assert len(client.search_model_versions("name='ner-smoke'")) == 1
 
 
-@needs_training
 @pytest.mark.slow
 def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
     data = tmp_path / "bad_data"
@@ -391,9 +375,7 @@ def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
     assert "sweep: running" not in result.stdout
 
 
-@needs_training
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("nbclient") is None, reason="nbclient not installed")
 def test_notebook_runs_headless_against_the_local_backend(tmp_path: Path) -> None:
     import nbclient
     import nbformat
