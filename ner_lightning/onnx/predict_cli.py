@@ -14,6 +14,7 @@ Blank documents are answered with no entities and a warning on stderr that names
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=["auto", "text", "jsonl"],
         default="auto",
-        help="input format (auto: by extension)",
+        help="input format (auto: JSONL for a .jsonl file or when the first non-blank line is a JSON object)",
     )
     parser.add_argument(
         "--output", default="-", help="JSONL output file ('-' for stdout; files are replaced atomically)"
@@ -145,8 +146,11 @@ def run(args: argparse.Namespace, out: TextIO, warn: TextIO) -> int:
         jsonl, path = False, "--text"
     else:
         path = args.input
-        jsonl = args.format == "jsonl" or (args.format == "auto" and path.endswith(".jsonl"))
         lines = read_lines(path)
+        if args.format == "auto":
+            lines, jsonl = _detect_jsonl(path, lines)
+        else:
+            jsonl = args.format == "jsonl"
     pending: list[tuple[int, dict[str, Any]]] = []
     for number, line in lines:
         document = parse_document(number, line, jsonl, path)
@@ -158,6 +162,24 @@ def run(args: argparse.Namespace, out: TextIO, warn: TextIO) -> int:
     if pending:
         _write(out, tag_documents(tagger, pending, warn))
     return 0
+
+
+def _detect_jsonl(path: str, lines: Iterator[tuple[int, str]]) -> tuple[Iterator[tuple[int, str]], bool]:
+    """`--format auto`: a `.jsonl` file is JSONL; other input (stdin too) is JSONL when its first
+    non-blank line is a JSON object. Returns the lines (the peeked ones included) and the decision."""
+    if path.endswith(".jsonl"):
+        return lines, True
+    peeked: list[tuple[int, str]] = []
+    for number, line in lines:
+        peeked.append((number, line))
+        if line.strip():
+            break
+    first = peeked[-1][1].strip() if peeked else ""
+    try:
+        jsonl = first.startswith("{") and isinstance(json.loads(first), dict)
+    except json.JSONDecodeError:
+        jsonl = False
+    return itertools.chain(peeked, lines), jsonl
 
 
 def _write(out: TextIO, results: list[dict[str, Any]]) -> None:

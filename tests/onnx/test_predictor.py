@@ -176,3 +176,25 @@ def test_cli_runs_as_a_module_in_a_subprocess(model_dir: Path) -> None:
         check=True,
     )
     assert len(json.loads(out.stdout)["tokens"]) == 5
+
+
+@pytest.mark.parametrize(
+    ("stdin", "expected_words"),
+    [
+        ('{"id": 7, "text": "Nokia moved to Tokyo ."}\n', 5),  # JSONL detected from the content
+        ("\n{ not json, just braces } here\n", 8),  # looks like JSON but is not: plain text
+    ],
+)
+def test_auto_format_sniffs_stdin(model_dir: Path, stdin: str, expected_words: int) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ner_lightning.onnx.predict_cli", "--model", str(model_dir), "--input", "-"],
+        input=stdin,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(results[-1]["tokens"]) == expected_words
+    if stdin.startswith("{"):
+        assert results[0]["id"] == 7
