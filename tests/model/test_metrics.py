@@ -102,10 +102,10 @@ def _worker(rank: int, port: int, data: list, result_file: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
         example, word, pred, gold = _rows(data)
-        # Uneven split, plus the repeated sample a DistributedSampler adds to even out ranks.
-        chunk = torch.arange(len(example))[rank::2] if rank == 0 else torch.arange(len(example))[1::2][:-1]
-        if rank == 1:
-            chunk = torch.cat([chunk, torch.tensor([0, len(example) - 1])])
+        rows = torch.arange(len(example))
+        # An exact partition of every word row, plus the samples a DistributedSampler repeats to
+        # even out the ranks (rank 1 sees rows 0 and the last one a second time).
+        chunk = rows[0::2] if rank == 0 else torch.cat([rows[1::2], torch.tensor([0, len(example) - 1])])
         metric = EntityF1(LABELS)
         metric.update(example[chunk], word[chunk], pred[chunk], gold[chunk])
         scores = metric.compute()
@@ -128,6 +128,11 @@ def test_two_process_gloo_gather_equals_single_process(tmp_path) -> None:
     single = EntityF1(LABELS)
     single.update(*_rows(data))
     expected = single.compute()
+    # One rank's own score differs from the whole: averaging per-rank F1 would fail this test.
+    example, word, pred, gold = _rows(data)
+    half = EntityF1(LABELS)
+    half.update(example[0::2], word[0::2], pred[0::2], gold[0::2])
+    assert half.compute().f1 != expected.f1
     result_file = tmp_path / "rank0.txt"
     mp.start_processes(
         _worker, args=(_free_port(), data, str(result_file)), nprocs=2, join=True, start_method="spawn"
