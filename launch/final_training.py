@@ -16,7 +16,6 @@ checking the starting checkpoint (torch-free) lives in `launch/checkpoint_resolu
 from __future__ import annotations
 
 import contextlib
-import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +32,13 @@ from launch.checkpoint_resolution import (
     variant_checkpoint,
 )
 from launch.final_training_schema import RunMode, SourceType, read_yaml_with_lines, validate_settings
-from launch.fingerprints import code_fingerprint, exec_fingerprint, fingerprint, spec_fingerprint
+from launch.fingerprints import (
+    code_fingerprint,
+    dataset_fingerprint,
+    exec_fingerprint,
+    fingerprint,
+    spec_fingerprint,
+)
 from launch.jobs import frozen_mapping
 from launch.variants import (
     INCOMPLETE_STATUSES,
@@ -47,7 +52,6 @@ from launch.variants import (
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
-    MANIFEST_FILE,
     STAGE_FINAL,
     TAG_DATASET_FINGERPRINT,
     TAG_DATASET_NAME,
@@ -301,22 +305,6 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
-def _dataset_fingerprint(folder: Path) -> str:
-    """Content fingerprint from manifest.json, else computed as `ner-data` does (same definition)."""
-    manifest = folder / MANIFEST_FILE
-    if manifest.is_file():
-        try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-            value = data.get("fingerprint") or data.get("content_fingerprint")
-            if isinstance(value, str) and value:
-                return value
-        except (OSError, ValueError):
-            pass
-    from ner_lightning.data.manifest import dataset_fingerprint
-
-    return dataset_fingerprint(folder)
-
-
 def _dataset_labels(folder: Path) -> tuple[str, ...]:
     from ner_lightning.data.records import load_dataset_folder, read_labels
 
@@ -412,7 +400,7 @@ def resolve_dataset(
     return ResolvedDataset(
         name=name or local_path.name,
         version=version or "local",
-        fingerprint=_dataset_fingerprint(local_path),
+        fingerprint=dataset_fingerprint(local_path),
         local_path=str(local_path),
         data_config=data_config,
         labels=_dataset_labels(local_path),
@@ -809,7 +797,7 @@ def build_final_training_config(
     dataset = ResolvedDataset(
         name=str(facts.get("name") or best_config.get("dataset_name") or "unknown"),
         version=str(facts.get("version") or best_config.get("dataset_version") or "unknown"),
-        fingerprint=str(facts.get("fingerprint") or (_dataset_fingerprint(Path(local)) if local else "")),
+        fingerprint=str(facts.get("fingerprint") or (dataset_fingerprint(Path(local)) if local else "")),
         local_path=local,
         labels=tuple(facts.get("labels") or labels),
     )

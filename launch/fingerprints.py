@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from launch.errors import LaunchError
-from ner_lightning.contract import ENV_GIT_COMMIT
+from ner_lightning.contract import ENV_GIT_COMMIT, MANIFEST_FILE
 
 #: Length (hex characters) of the fingerprints used in folder names and tags.
 FINGERPRINT_LENGTH = 16
@@ -156,6 +156,32 @@ def exec_fingerprint(
     if include_determinism_fp:
         parts["deterministic"] = bool(deterministic)
     return fingerprint(parts)
+
+
+def dataset_fingerprint(folder: str | Path) -> str:
+    """Content fingerprint of a dataset folder: the manifest's, else computed as `ner-data` does.
+
+    One definition for the pipeline's `dataset_fingerprint` tags and the final-training loader,
+    so one dataset has one fingerprint everywhere.
+
+    Args:
+        folder: Dataset folder (holds `manifest.json` when written by `ner-data`).
+
+    Returns:
+        The sha256 fingerprint.
+    """
+    folder = Path(folder)
+    manifest = folder / MANIFEST_FILE
+    if manifest.is_file():
+        try:
+            recorded = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if isinstance(recorded, str) and recorded:
+            return recorded
+    from ner_lightning.data.manifest import dataset_fingerprint as content_fingerprint
+
+    return content_fingerprint(folder)
 
 
 def git_commit(root_dir: Path) -> str:

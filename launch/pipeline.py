@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -26,6 +25,7 @@ from typing import Any
 
 from launch.configs import LoadedConfig, load_config
 from launch.errors import JobFailedError, LaunchError
+from launch.fingerprints import dataset_fingerprint, git_commit
 from launch.jobs import (
     AssetRef,
     CommandJobSpec,
@@ -52,7 +52,6 @@ from ner_lightning.contract import (
     HELDOUT_F1_FP32,
     HELDOUT_F1_INT8,
     LAST_CHECKPOINT,
-    MANIFEST_FILE,
     PRIMARY_METRIC,
     STAGE_PROD,
     TAG_CONFIG_SHA256_PREFIX,
@@ -215,38 +214,6 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
 # --- fingerprints ---------------------------------------------------------------------------
 def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()
-
-
-def dataset_fingerprint(folder: str | Path) -> str:
-    """Content fingerprint of a dataset folder: the manifest's, else computed as `ner-data` does.
-
-    One definition for every consumer (the Azure asset registry, the final-training loader, the
-    `dataset_fingerprint` tag of every job), so one dataset has one fingerprint everywhere.
-    """
-    from ner_lightning.data.manifest import dataset_fingerprint as content_fingerprint
-
-    folder = Path(folder)
-    manifest = folder / MANIFEST_FILE
-    if manifest.is_file():
-        recorded = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
-        if recorded:
-            return str(recorded)
-    return content_fingerprint(folder)
-
-
-def git_commit(repo: Path) -> str:
-    """Commit of the code the jobs run: `NER_GIT_COMMIT`, else `git rev-parse HEAD`, else `unknown`."""
-    import os
-
-    if os.environ.get("NER_GIT_COMMIT"):
-        return os.environ["NER_GIT_COMMIT"]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True, timeout=10
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 # --- state ----------------------------------------------------------------------------------
