@@ -48,11 +48,6 @@ def is_allowed_transition(previous: str | None, current: str) -> bool:
     return prev_prefix in ("B", "I") and prev_type == entity_type
 
 
-def entity_types(labels: Sequence[str]) -> list[str]:
-    """Sorted entity types named by a label list."""
-    return sorted({split_tag(label)[1] for label in labels if label != OUTSIDE_TAG})
-
-
 def extract_entities(tags: Sequence[str], *, strict: bool = False) -> list[Entity]:
     """Entities in a tag sequence.
 

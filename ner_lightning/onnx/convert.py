@@ -11,7 +11,6 @@ Exit codes: 0 converted, 1 a smoke check failed (the report is printed), 2 bad i
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -33,6 +32,7 @@ from ner_lightning.contract import (
     TEST_SPLIT,
     VALIDATION_SPLIT,
 )
+from ner_lightning.data.manifest import file_sha256
 from ner_lightning.errors import ExportError, ModelError, NerLightningError
 from ner_lightning.onnx.quantize import (
     DEFAULT_OP_TYPES,
@@ -123,14 +123,6 @@ def quantize_options(args: argparse.Namespace) -> QuantizeOptions:
         exclude_nodes=tuple(node for node in args.exclude_nodes.split(",") if node),
         exclude_head=args.exclude_head,
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _held_out(data_dir: str | None, sample_size: int) -> tuple[list[tuple[list[str], list[str]]], str]:
@@ -281,7 +273,7 @@ def convert(
                 precision="int8",
                 quantization=options.to_json(),
                 graph_fusions=fusions,
-                source_checkpoint_sha256=_sha256(checkpoint_path),
+                source_checkpoint_sha256=file_sha256(checkpoint_path),
                 exported_by_conversion=exported_here,
             )
             (staging / MODEL_METADATA_FILE).write_text(
