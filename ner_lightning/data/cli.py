@@ -19,8 +19,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ner_lightning.console import error_boundary
 from ner_lightning.contract import LABELS_FILE, SPLIT_FILES
-from ner_lightning.data.convert import FORMATS, ConvertOptions, convert
+from ner_lightning.data.convert import FORMATS, ConvertOptions, check_output_location, convert
 from ner_lightning.data.hf_jsonl import canonical_jsonl, read_hf_jsonl
 from ner_lightning.data.manifest import dataset_fingerprint
 from ner_lightning.data.schemes import SCHEMES
@@ -30,8 +31,6 @@ from ner_lightning.data.textfile import read_text
 from ner_lightning.data.validate import validate_folder
 from ner_lightning.errors import DataError
 
-#: Exit status for bad input or options (argparse uses 2 for usage errors as well).
-EXIT_BAD_INPUT = 2
 #: Exit status of `validate` when the folder has errors.
 EXIT_INVALID = 1
 
@@ -54,7 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         "--scheme", choices=SCHEMES, default="iob2", help="tag scheme of the input (converted to IOB2)"
     )
     c.add_argument(
-        "--repair-iob2", action="store_true", help="turn orphan I-X tags into B-X instead of failing"
+        "--repair",
+        "--repair-iob2",
+        dest="repair_iob2",
+        action="store_true",
+        help="repair ill-formed tags instead of failing: an orphan I-X becomes B-X; in BIOES/BILOU a tag that "
+        "cannot continue an entity opens a new one (S-PER E-PER: two entities)",
     )
     c.add_argument(
         "--tag-column", type=int, default=-1, help="CoNLL tag column, 0-based (-1: last, 0: label-first)"
@@ -78,7 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     v = commands.add_parser("validate", help="check a dataset folder; exit 1 on errors")
     v.add_argument("folder", type=Path)
     v.add_argument("--json", action="store_true", help="print the report as JSON")
-    v.add_argument("--repair-iob2", action="store_true", help="rewrite orphan I-X tags as B-X in place")
+    v.add_argument(
+        "--repair",
+        "--repair-iob2",
+        dest="repair_iob2",
+        action="store_true",
+        help="rewrite orphan I-X tags as B-X in place",
+    )
 
     s = commands.add_parser(
         "stats", help="sentences, tokens and entities per type per split, and the fingerprint"
@@ -97,14 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run `ner-data` with `argv` (default: the process arguments) and return the exit status."""
+@error_boundary("ner-data")
+def main(argv: Sequence[str]) -> int:
+    """Run `ner-data` with `argv` (default: the process arguments) and return the exit status.
+
+    Errors are answered by the shared boundary (`ner_lightning.console`): bad input exits 2 with
+    the file, line and fix; `--debug` shows the traceback.
+    """
     args = _parser().parse_args(argv)
-    try:
-        return _COMMANDS[args.command](args)
-    except DataError as error:
-        print(f"ner-data {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return _COMMANDS[args.command](args)
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -169,8 +180,13 @@ def _convert(args: argparse.Namespace) -> int:
             f"spans: {spans['total_spans']} total, {spans['kept_spans']} kept, {spans['dropped_spans']} dropped "
             f"{spans['dropped_by_reason']} (see rejects.jsonl)"
         )
+        if spans["stripped_label_prefixes"]:
+            print(
+                f"stripped the B-/I- prefix of {spans['stripped_label_prefixes']} span label(s) "
+                "(span labels name entity types: LOC, not B-LOC)"
+            )
     if result.report["repaired_iob2_tags"]:
-        print(f"repaired {result.report['repaired_iob2_tags']} orphan I- tag(s)")
+        print(f"repaired {result.report['repaired_iob2_tags']} ill-formed tag sequence(s) (--repair)")
     for issue in result.validation.warnings:
         print(issue)
     print(f"wrote {result.folder} (fingerprint {result.report['fingerprint']})")
@@ -198,6 +214,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
+    check_output_location(args.output, [args.input], overwrite=args.overwrite)
     sentences = read_hf_jsonl(args.input)
     if not sentences:
         raise DataError("input has no sentences", path=args.input, fix="pass a file with tagged sentences")

@@ -29,6 +29,7 @@ def read_conll(path: str | Path, *, tag_column: int = -1, token_column: int | No
     """Read a CoNLL column file into sentences (tags as they are in the file).
 
     `-DOCSTART-` lines are skipped; a line that is empty or holds only whitespace ends a sentence;
+    whitespace around a word is not part of it (`EU \tB-ORG` is the word `EU`);
     a BOM and CRLF line ends are tolerated. Every word line must have as many columns as the first.
 
     Args:
@@ -42,7 +43,7 @@ def read_conll(path: str | Path, *, tag_column: int = -1, token_column: int | No
 
     Raises:
         DataError: Unreadable file, a line with a different number of columns, a missing column,
-            or an empty tag.
+            an empty or whitespace-only word, or an empty tag.
     """
     path = Path(path)
     sentences: list[Sentence] = []
@@ -89,9 +90,18 @@ def read_conll(path: str | Path, *, tag_column: int = -1, token_column: int | No
                 line=number,
                 fix="give every word line the same columns (a word with a space inside needs tab separators)",
             )
-        token = fields[token_index]
-        if token.strip() == DOCSTART:
+        # Edge whitespace is never part of a word (`EU \tB-ORG` is the word "EU").
+        token = fields[token_index].strip()
+        if token == DOCSTART:
             continue
+        if not token:
+            raise DataError(
+                "the word is empty or whitespace only",
+                path=path,
+                line=number,
+                field="token_column",
+                fix="remove the line, or check --token-column / the column separators",
+            )
         tag = fields[tag_index].strip()
         if not tag:
             raise DataError(
@@ -113,18 +123,18 @@ def write_conll(sentences: Iterable[Sentence], path: str | Path) -> None:
 
     Raises:
         DataError: A word or tag holds a tab or a line break (it cannot be stored in a column file),
-            or a word is empty or whitespace only.
+            starts or ends with whitespace (the reader strips it), or is empty or whitespace only.
     """
     path = Path(path)
     parts: list[str] = []
     for sentence in sentences:
         for token, tag in zip(sentence.tokens, sentence.tags, strict=True):
             for name, value in (("token", token), ("tag", tag)):
-                if any(c in value for c in "\t\n\r\x00") or not value.strip():
+                if any(c in value for c in "\t\n\r\x00") or not value.strip() or value != value.strip():
                     raise DataError(
                         f"{name} {value!r} cannot be written to a CoNLL file",
                         path=sentence.source or None,
-                        fix="remove tabs and line breaks from words and tags; drop empty words",
+                        fix="remove tabs, line breaks and edge whitespace from words and tags; drop empty words",
                     )
             parts.append(f"{token}\t{tag}\n")
         parts.append("\n")

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -42,6 +42,8 @@ FORMATS: Final = ("conll", "hf-jsonl", "spans")
 REPORT_FILE: Final = "conversion_report.json"
 #: Spans that could not be mapped to tags (span input only), one JSON object per line.
 REJECTS_FILE: Final = "rejects.jsonl"
+#: Files that mark a folder as a dataset folder `--overwrite` may replace.
+_DATASET_MARKERS: Final = ("manifest.json", SPLIT_FILES[TRAIN_SPLIT])
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ class ConvertOptions:
     Args:
         format: One of `FORMATS`.
         scheme: Tag scheme of token-tagged input (`iob2`, `iob1`, `bioes`, `bilou`).
-        repair_iob2: Turn orphan `I-X` tags into `B-X` instead of failing.
+        repair_iob2: Repair ill-formed tag sequences instead of failing (`--repair`): an orphan
+            `I-X` in IOB2 becomes `B-X`; in BIOES/BILOU every tag that cannot continue the open
+            entity opens a new one (see `schemes.lenient_iob2`). The name predates BIOES checks.
         tag_column: CoNLL column of the tag (-1: last; 0: label-first files).
         token_column: CoNLL column of the word (default: first column that is not the tag).
         label_names: Label list that integer tag ids of HF JSONL index into.
@@ -126,13 +130,9 @@ def convert(
         DataError: Bad input or options, or the converted data fails validation. Nothing is
             written in that case.
     """
-    output = Path(output)
+    output = check_output_location(output, inputs.values(), overwrite=overwrite)
     options = options or ConvertOptions()
     _check_options(inputs, options)
-    if output.exists() and not overwrite:
-        raise DataError(
-            "output folder already exists", path=output, fix="pass --overwrite or choose a new folder"
-        )
     read: dict[str, list[Sentence]] = {}
     spans = SpanConversion() if options.format == "spans" else None
     repaired = 0
@@ -165,7 +165,7 @@ def convert(
             raise DataError(
                 f"converted data fails validation ({len(validation.errors)} error(s) listed): {shown}",
                 path=output,
-                fix="fix the input (or pass --repair-iob2 for orphan I- tags) and convert again",
+                fix="fix the input (or pass --repair for ill-formed tags) and convert again",
             )
         source = {
             "format": options.format,
@@ -198,6 +198,77 @@ def convert(
         shutil.rmtree(temp, ignore_errors=True)
         raise
     return ConversionResult(output, report, validation, spans)
+
+
+def check_output_location(output: str | Path, inputs: Iterable[str | Path], *, overwrite: bool) -> Path:
+    """Refuse an output folder whose writing or replacing would destroy an input or the user's files.
+
+    The output may not be an input, contain an input (`--output raw` for `raw/train.conll`), lie
+    inside one, or be the current folder or one of its parents. An existing output is refused
+    without `overwrite`; with it, only a dataset folder (one holding `manifest.json` or
+    `train.jsonl`) or an empty folder is replaced, never a file or another folder.
+
+    Args:
+        output: The dataset folder to create.
+        inputs: The input files.
+        overwrite: Whether an existing dataset folder may be replaced.
+
+    Returns:
+        The output path to use (`.`/`..` spelled out as an absolute path).
+
+    Raises:
+        DataError: The output is one of the cases above.
+    """
+    output = Path(output)
+    if output.name in ("", ".", ".."):
+        output = Path(os.path.abspath(output))
+    target = output.resolve()
+    keep = "choose an output folder apart from the inputs, e.g. data/<name>"
+    for given in inputs:
+        source = Path(given).resolve()
+        if source == target:
+            problem = "is the input file"
+        elif source.is_relative_to(target):
+            problem = "contains the input file"
+        elif target.is_relative_to(source):
+            problem = "lies inside the input"
+        else:
+            continue
+        raise DataError(
+            f"the output {problem} {given}; writing it would destroy the input",
+            path=output,
+            field="output",
+            fix=keep,
+        )
+    if Path.cwd().resolve().is_relative_to(target):
+        raise DataError(
+            "the output folder is the current folder or one of its parents; replacing it would delete it",
+            path=output,
+            field="output",
+            fix=keep,
+        )
+    if not output.exists() and not output.is_symlink():
+        return output
+    if not overwrite:
+        raise DataError(
+            "output folder already exists", path=output, fix="pass --overwrite or choose a new folder"
+        )
+    if not output.is_dir():
+        raise DataError(
+            "the output exists and is a file, not a dataset folder; --overwrite replaces dataset folders only",
+            path=output,
+            field="output",
+            fix="choose a new folder, or move the file away",
+        )
+    if any(output.iterdir()) and not any((output / name).is_file() for name in _DATASET_MARKERS):
+        raise DataError(
+            f"the output folder exists and is not a dataset folder (no {' or '.join(_DATASET_MARKERS)}); "
+            "--overwrite replaces dataset folders only",
+            path=output,
+            field="output",
+            fix="choose a new folder, or empty this one yourself if its files may go",
+        )
+    return output
 
 
 def _check_options(inputs: Mapping[str, str | Path], options: ConvertOptions) -> None:
@@ -259,6 +330,15 @@ def _read_input(
         where, _, line = sentence.source.rpartition(":")
         if not sentence.tokens:
             raise DataError("sentence has zero words", path=where, line=int(line), fix="remove the line")
+        blank = [i + 1 for i, token in enumerate(sentence.tokens) if not token.strip()]
+        if blank:
+            raise DataError(
+                f"word(s) {blank[:5]} are empty or whitespace only",
+                path=where,
+                line=int(line),
+                field=options.tokens_field if options.format == "hf-jsonl" else None,
+                fix="remove empty words and their tags",
+            )
         tags, fixed = convert_scheme(
             sentence.tags, options.scheme, path=where, line=int(line), repair=options.repair_iob2
         )

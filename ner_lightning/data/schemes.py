@@ -96,6 +96,91 @@ def repair_iob2(tags: Sequence[str]) -> tuple[list[str], int]:
     return repaired, len(positions)
 
 
+#: Schemes whose entities must be closed explicitly: (opening, continuing, closing, single-word) prefixes.
+_CLOSED_SCHEMES: Final = {"bioes": ("B", "I", "E", "S"), "bilou": ("B", "I", "L", "U")}
+
+
+def scheme_violations(tags: Sequence[str], scheme: str) -> list[tuple[int, str]]:
+    """Where a sentence breaks its scheme's rules, as `(word position, what is wrong)`.
+
+    IOB2: an `I-X` must follow `B-X` or `I-X`. BIOES (BILOU alike, with `L`/`U` for `E`/`S`): an
+    `I-X` or `E-X` must follow `B-X` or `I-X`, and a `B-X` or `I-X` must be followed by `I-X` or
+    `E-X`, so `S-PER E-PER`, `S-PER I-PER` and `B-PER B-PER` are broken. IOB1 has no broken
+    sequence. Tags must belong to the scheme (see `to_iob2`).
+
+    Raises:
+        ValueError: Unknown scheme, or a tag that does not belong to the scheme.
+    """
+    if scheme not in _PREFIXES:
+        raise ValueError(f"unknown tag scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+    if scheme == "iob1":
+        return []
+    if scheme == "iob2":
+        for tag in tags:
+            _parse(tag, scheme)
+        return [
+            (position, f"tag {tags[position]!r} has no opening B- tag before it")
+            for position in iob2_violations(tags)
+        ]
+    begin, inside, end, _ = _CLOSED_SCHEMES[scheme]
+    problems: list[tuple[int, str]] = []
+    open_tag: str | None = None  # the B-X / I-X tag whose entity is still open
+    for position, tag in enumerate(tags):
+        _parse(tag, scheme)
+        prefix, _, entity_type = tag.partition("-") if tag != OUTSIDE_TAG else (OUTSIDE_TAG, "", "")
+        open_type = open_tag.partition("-")[2] if open_tag else None
+        if prefix in (inside, end):
+            if open_type != entity_type:
+                before = repr(tags[position - 1]) if position else "the sentence start"
+                problems.append(
+                    (
+                        position,
+                        f"tag {tag!r} does not continue an entity: it follows {before}, not {begin}-/{inside}-{entity_type}",
+                    )
+                )
+        elif open_tag is not None:
+            problems.append(
+                (
+                    position - 1,
+                    f"tag {open_tag!r} opens an entity that is never closed: {tag!r} follows it, not {inside}-/{end}-{open_type}",
+                )
+            )
+        open_tag = tag if prefix in (begin, inside) else None
+    if open_tag is not None:
+        problems.append(
+            (
+                len(tags) - 1,
+                f"the sentence ends inside an entity: {tags[-1]!r} is not closed by {end}-{open_tag.partition('-')[2]}",
+            )
+        )
+    return problems
+
+
+def lenient_iob2(tags: Sequence[str], scheme: str) -> list[str]:
+    """Read a possibly broken sentence of `scheme` as IOB2, the way `--repair` does.
+
+    Every tag that cannot continue the open entity opens a new one (`I-X`/`E-X` become `B-X`); an
+    entity left open ends where the next one starts. So `S-PER E-PER` and `S-PER I-PER` are two
+    one-word entities, as `B-PER B-PER` is. IOB2 and IOB1 input get `repair_iob2` of `to_iob2`.
+    """
+    if scheme not in _CLOSED_SCHEMES:
+        return repair_iob2(to_iob2(tags, scheme))[0]
+    _, inside, end, single = _CLOSED_SCHEMES[scheme]
+    out: list[str] = []
+    open_type: str | None = None
+    for tag in tags:
+        prefix, entity_type = _parse(tag, scheme)
+        raw_prefix = tag.partition("-")[0]
+        if prefix == OUTSIDE_TAG:
+            out.append(OUTSIDE_TAG)
+            open_type = None
+            continue
+        continues = raw_prefix in (inside, end) and open_type == entity_type
+        out.append(f"{'I' if continues else 'B'}-{entity_type}")
+        open_type = None if raw_prefix in (end, single) else entity_type
+    return out
+
+
 def convert_scheme(
     tags: Sequence[str],
     scheme: str,
@@ -104,23 +189,25 @@ def convert_scheme(
     line: int | None = None,
     repair: bool = False,
 ) -> tuple[list[str], int]:
-    """Convert a sentence to IOB2 and check it, as the converters do for every input sentence.
+    """Convert a sentence to IOB2 after checking it is well formed in its own scheme.
 
     Args:
         tags: Tags of one sentence in `scheme`.
         scheme: One of `SCHEMES`.
         path: File the sentence is in, for the error message.
         line: Line (or record) number of the sentence in that file.
-        repair: Turn orphan `I-X` tags into `B-X` instead of failing.
+        repair: Read a broken sentence leniently (`lenient_iob2`) instead of failing.
 
     Returns:
-        The IOB2 tags and the number of repaired tags.
+        The IOB2 tags and the number of problems repaired.
 
     Raises:
-        DataError: A tag is not in the scheme, or (without `repair`) an `I-X` has no opening `B-X`.
+        DataError: A tag is not in the scheme, or (without `repair`) the sentence is not well
+            formed (an orphan `I-X` in IOB2; an unclosed or orphan entity in BIOES/BILOU). The
+            message quotes the tag as it is in the file.
     """
     try:
-        converted = to_iob2(tags, scheme)
+        problems = scheme_violations(tags, scheme)
     except ValueError as error:
         raise DataError(
             str(error),
@@ -128,16 +215,21 @@ def convert_scheme(
             line=line,
             fix=f"pass the scheme the file uses (--scheme {'/'.join(SCHEMES)}) or fix the tag",
         ) from None
-    bad = iob2_violations(converted)
-    if bad and not repair:
+    if problems and not repair:
+        position, problem = problems[0]
+        name = scheme.upper()
+        fix = (
+            "fix the tag, convert with --scheme iob1 if the file is IOB1, or pass --repair to turn each orphan I-X into B-X"
+            if scheme == "iob2"
+            else f"fix the tags, or pass --repair to read every tag that cannot continue an entity as opening one "
+            f"(so {'S' if scheme == 'bioes' else 'U'}-PER E-PER becomes two entities)"
+        )
         raise DataError(
-            f"word {bad[0] + 1} has tag {converted[bad[0]]!r} with no opening B- tag before it "
-            f"({len(bad)} such tag(s) in this sentence)",
+            f"word {position + 1}: {problem} (not well-formed {name}; {len(problems)} problem(s) in this sentence)",
             path=path,
             line=line,
-            fix="fix the tag, convert with --scheme iob1 if the file is IOB1, or pass --repair-iob2 "
-            "to turn each orphan I-X into B-X",
+            fix=fix,
         )
-    if bad:
-        converted, _ = repair_iob2(converted)
-    return converted, len(bad)
+    if problems:
+        return lenient_iob2(tags, scheme), len(problems)
+    return to_iob2(tags, scheme), 0

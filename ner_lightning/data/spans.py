@@ -49,6 +49,7 @@ REJECT_REASONS: Final = {
     "start_after_end": "start is after end",
     "out_of_range": "start or end outside the text",
     "empty_label": "label missing, empty or whitespace only",
+    "outside_label": "label 'O' means outside any entity, not an entity type",
     "unknown_label": "label is in the drop list or not in the allowed labels",
     "text_mismatch": "the span's stored text differs from the text at its offsets",
     "whitespace_span": "the span covers only whitespace",
@@ -57,6 +58,8 @@ REJECT_REASONS: Final = {
     "overlap": "overlaps a kept span (lost under the overlap rule)",
 }
 _SENTENCE_END: Final = frozenset(".!?;")
+#: A span label that carries an IOB prefix (`B-LOC`, `I-LOC`): the prefix is stripped and counted.
+_PREFIXED_LABEL: Final = re.compile(r"^[BI]-(?=\S)")
 _RECORD_SHAPE: Final = '{"text": ..., "spans": [[start, end, label]]} or the DataTurks shape'
 
 
@@ -113,12 +116,14 @@ class SpanConversion:
         kept: Spans that became entities.
         rejected: Spans that did not, with reasons.
         documents: Number of records read.
+        stripped_prefixes: Span labels given with an IOB prefix (`B-LOC`) whose prefix was stripped.
     """
 
     sentences: list[Sentence] = field(default_factory=list)
     kept: list[KeptSpan] = field(default_factory=list)
     rejected: list[RejectedSpan] = field(default_factory=list)
     documents: int = 0
+    stripped_prefixes: int = 0
 
     @property
     def total(self) -> int:
@@ -136,6 +141,7 @@ class SpanConversion:
             "dropped_spans": len(self.rejected),
             "dropped_by_reason": {reason: reasons[reason] for reason in REJECT_REASONS if reasons[reason]},
             "kept_by_label": dict(sorted(Counter(span.label for span in self.kept).items())),
+            "stripped_label_prefixes": self.stripped_prefixes,
         }
 
     def extend(self, other: SpanConversion) -> None:
@@ -147,6 +153,7 @@ class SpanConversion:
         )
         self.rejected.extend(other.rejected)
         self.documents += other.documents
+        self.stripped_prefixes += other.stripped_prefixes
 
 
 @dataclass(frozen=True)
@@ -214,6 +221,7 @@ def read_span_jsonl(
         record = parse_json_object(line, path, number, shape=_RECORD_SHAPE)
         text, candidates, rejected = _spans_of(record, path, number, end_inclusive)
         result.rejected.extend(rejected)
+        result.stripped_prefixes += sum(c.label != c.raw.label.strip() for c in candidates)
         sentences, kept, lost = _convert_document(
             text,
             candidates,
@@ -287,6 +295,10 @@ def _spans_of(
         if not isinstance(label, str) or not label.strip():
             reject("empty_label", f"label {label!r}", shown)
             continue
+        entity_type = _PREFIXED_LABEL.sub("", label.strip())
+        if entity_type == OUTSIDE_TAG:
+            reject("outside_label", "label 'O' marks words outside entities; it is not an entity type", shown)
+            continue
         if stored_text is not None and stored_text != shown:
             reject(
                 "text_mismatch", f"stored text {stored_text[:60]!r} but offsets give {shown[:60]!r}", shown
@@ -297,7 +309,7 @@ def _spans_of(
         if left >= right:
             reject("whitespace_span", "no characters other than whitespace", shown)
             continue
-        candidates.append(_Candidate(order, left, right, label.strip(), replace(raw, text=shown[:200])))
+        candidates.append(_Candidate(order, left, right, entity_type, replace(raw, text=shown[:200])))
     return text, candidates, rejected
 
 

@@ -73,12 +73,12 @@ def test_writer_refuses_tokens_it_cannot_store(tmp_path: Path) -> None:
 
 
 # Words: any text without the characters that structure a column file (and NUL, which marks binary files); unicode spaces
-# (U+00A0, U+3000, U+2028, ...) and combining marks included.
+# (U+00A0, U+3000, U+2028, ...) inside words and combining marks included.
 _word = st.text(
     alphabet=st.characters(blacklist_characters="\t\n\r\x00", blacklist_categories=("Cs",)),
     min_size=1,
     max_size=8,
-).filter(lambda w: w.strip() != "" and w.strip() != "-DOCSTART-")
+).filter(lambda w: w.strip() == w != "" and w != "-DOCSTART-")  # edge whitespace is not part of a word
 _tag = st.sampled_from(["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-créature", "I-créature"])
 _sentence = st.integers(1, 6).flatmap(
     lambda n: st.tuples(st.lists(_word, min_size=n, max_size=n), st.lists(_tag, min_size=n, max_size=n))
