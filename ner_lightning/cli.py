@@ -8,6 +8,7 @@ links, never written twice: `model.backbone` -> `data.tokenizer`, `data.label_na
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from ner_lightning.callbacks import ToggleableEarlyStopping
+from ner_lightning.config_files import check_config_files
+from ner_lightning.console import error_boundary
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
@@ -26,6 +29,7 @@ from ner_lightning.data.datamodule import NerDataModule
 from ner_lightning.model.module import TokenClassifier
 from ner_lightning.onnx.callback import OnnxExport
 from ner_lightning.tracking import EnvMLFlowLogger
+from ner_lightning.validation import check_resume_checkpoint
 
 #: Default job output folder (jobs always pass --output_dir).
 DEFAULT_OUTPUT_DIR = "outputs"
@@ -90,6 +94,12 @@ class NerLightningCLI(LightningCLI):
         parser.add_lightning_class_args(OnnxExport, "onnx_export")
         parser.link_arguments("output_dir", "onnx_export.output_dir", compute_fn=onnx_dir)
 
+    def _parse_ckpt_path(self) -> None:
+        """Check `--ckpt_path` (missing, empty, truncated, unsafe) before LightningCLI loads it for its hparams."""
+        subcommand = self.config.get("subcommand")
+        check_resume_checkpoint(self.config[subcommand].get("ckpt_path") if subcommand else None)
+        super()._parse_ckpt_path()
+
     def after_instantiate_classes(self) -> None:
         """When resuming (`--ckpt_path`), the restored state wins: `--model.init_checkpoint` is not read.
 
@@ -146,6 +156,15 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> NerLightningCLI
     )
 
 
-def main() -> None:
-    """Console-script entry point (`ner-train`): like `cli_main()`, but returns None so the exit status is 0."""
-    cli_main()
+@error_boundary("ner-train")
+def main(argv: list[str]) -> int:
+    """Console-script entry point (`ner-train`, `python -m ner_lightning`); returns the exit status.
+
+    The `--config` files are parsed first (a YAML error names the file and line), and errors are
+    answered by the shared boundary (`ner_lightning.console`): a known error prints its message
+    without a traceback and exits 2; `--debug` shows the traceback.
+    """
+    check_config_files(argv)
+    # LightningCLI warns when given arguments while sys.argv has some; the boundary keeps them equal.
+    cli_main(None if argv == sys.argv[1:] else argv)
+    return 0

@@ -81,8 +81,11 @@ def error_boundary(tool: str) -> Callable[[ToolMain], Callable[[Sequence[str] | 
     def decorate(function: ToolMain) -> Callable[[Sequence[str] | None], int]:
         @functools.wraps(function)
         def main(argv: Sequence[str] | None = None) -> int:
+            process_arguments = argv is None
             argv = list(sys.argv[1:] if argv is None else argv)
             debug = debug_requested(argv)
+            if process_arguments:  # tools that read sys.argv themselves must not see --debug either
+                sys.argv[1:] = strip_debug_flag(argv)
             try:
                 status = function(strip_debug_flag(argv))
             except SystemExit:

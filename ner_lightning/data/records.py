@@ -89,18 +89,32 @@ def read_labels(folder: str | Path) -> list[str] | None:
         raise DataError(f"malformed JSON: {error.msg}", path=path, line=error.lineno, fix=fix) from error
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
         raise DataError("expected a JSON array of strings", path=path, fix=fix)
+    problem = label_list_problem(labels)
+    if problem is not None:
+        raise DataError(problem, path=path, fix=fix)
+    return labels
+
+
+def label_list_problem(labels: Sequence[str]) -> str | None:
+    """What is wrong with a label list (`O` not first, a label twice, a label not IOB2), or None.
+
+    The dataset reader and the model (`ner_lightning.validation`) apply the same rule.
+    """
     if not labels or labels[0] != OUTSIDE_TAG:
-        raise DataError(f'the first label must be "{OUTSIDE_TAG}"', path=path, fix=fix)
+        where = (
+            "missing" if OUTSIDE_TAG not in labels else f"at position {list(labels).index(OUTSIDE_TAG) + 1}"
+        )
+        return f'the first label must be "{OUTSIDE_TAG}" (it is {where})'
     seen: set[str] = set()
     for label in labels:
         if label in seen:
-            raise DataError(f"label {label!r} is listed twice", path=path, fix=fix)
+            return f"label {label!r} is listed twice"
         seen.add(label)
         try:
             split_tag(label)
         except ValueError as error:
-            raise DataError(str(error), path=path, fix=fix) from error
-    return labels
+            return str(error)
+    return None
 
 
 def derive_labels(examples: Iterable[Example]) -> list[str]:

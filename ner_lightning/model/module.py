@@ -25,6 +25,7 @@ from ner_lightning.metrics import EntityF1, EntityScores
 from ner_lightning.model.backbone import load_backbone
 from ner_lightning.model.crf import IOB2CRF
 from ner_lightning.model.heads import EmissionHead
+from ner_lightning.validation import check_model_arguments, checkpoint_load_problem
 
 #: Key of the self-description every ner-lightning checkpoint carries.
 CHECKPOINT_KEY = "ner_lightning"
@@ -86,6 +87,7 @@ class TokenClassifier(L.LightningModule):
             )
         if not 0.0 <= warmup_ratio < 1.0:
             raise ModelError(f"must be in [0, 1), got {warmup_ratio}", field="model.warmup_ratio")
+        check_model_arguments(label_names, dropout, learning_rate, crf_learning_rate, weight_decay)
         self.save_hyperparameters()
         self.label_names = list(label_names)
         self.backbone = load_backbone(backbone, _RESTORE_BACKBONE_CONFIG.get())
@@ -400,7 +402,7 @@ def _read_checkpoint(
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError by cause
         raise ModelError(
-            f"not a ner-lightning checkpoint: it cannot be loaded safely (weights only): {error}",
+            f"not a ner-lightning checkpoint: it cannot be loaded safely (weights only): {checkpoint_load_problem(error)}",
             path=path,
             field=field,
             fix="use a checkpoint written by `python -m ner_lightning fit`; never load untrusted pickles",
