@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ner_lightning.console import error_boundary
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
@@ -337,6 +338,7 @@ def _report_metrics(report: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
+@error_boundary("ner-convert")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `ner-convert` / `python -m ner_lightning.onnx.convert`; returns the exit code."""
     args = build_parser().parse_args(argv)

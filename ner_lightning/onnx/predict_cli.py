@@ -7,7 +7,9 @@ Input, one document per line:
 `--text` tags the given strings instead of a file. Output: one JSON object per input line with
 `tokens` (word, tag, character offsets) and `entities`.
 
-Exit codes: 0 done, 2 bad input (unreadable or non-UTF-8 file, malformed JSON line, bad model folder).
+Exit codes: 0 done, 2 bad input (unreadable or non-UTF-8 file, malformed JSON line, bad model folder,
+an output that is a folder or the input itself, `--threads` < 0), 1 an unexpected error (the
+traceback goes to a log file; `--debug` prints it).
 Blank documents are answered with no entities and a warning on stderr that names the line.
 """
 
@@ -23,7 +25,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ner_lightning.errors import DataError, NerLightningError
+from ner_lightning.console import error_boundary
+from ner_lightning.errors import DataError
+from ner_lightning.onnx.folder_checks import check_serving_settings
 from ner_lightning.onnx.predictor import OnnxTagger
 
 #: Documents tagged per call of the tagger (each may hold many windows).
@@ -64,8 +68,7 @@ def read_lines(path: str) -> Iterator[tuple[int, str]]:
     if path == "-":
         handle = sys.stdin.buffer
     else:
-        if not Path(path).is_file():
-            raise DataError("input file does not exist", path=path, fix="check the path")
+        check_input_path(path)
         handle = open(path, "rb")  # noqa: SIM115 - closed below; bytes so a bad line can be located
     try:
         for number, raw in enumerate(handle, 1):
@@ -187,26 +190,104 @@ def _write(out: TextIO, results: list[dict[str, Any]]) -> None:
         out.write(json.dumps(result, ensure_ascii=False) + "\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `ner-predict`; returns the exit code."""
-    args = build_parser().parse_args(argv)
+def check_input_path(path: str) -> None:
+    """Refuse an `--input` that is missing or a folder (stdin, `-`, is always accepted).
+
+    Raises:
+        DataError: What the path is, and the fix.
+    """
+    if path == "-":
+        return
+    if Path(path).is_dir():
+        raise DataError(
+            "the input is a folder, not a file", path=path, field="input", fix="pass a text or JSONL file"
+        )
+    if not Path(path).is_file():
+        raise DataError("input file does not exist", path=path, field="input", fix="check the path")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse option values that cannot work, before the model is loaded.
+
+    `--threads` must be >= 0 and `--batch-size` >= 1; `--input` must be a file (or `-`);
+    `--output` must not be a folder, nor the input file itself (it would be overwritten).
+
+    Raises:
+        DataError: The option, what is wrong and the fix.
+    """
+    if args.threads < 0:
+        raise DataError(
+            f"--threads must be >= 0, got {args.threads}",
+            field="threads",
+            fix="pass 0 (all cores) or a positive number of threads",
+        )
+    if args.batch_size < 1:
+        raise DataError(
+            f"--batch-size must be >= 1, got {args.batch_size}", field="batch_size", fix="pass e.g. 32"
+        )
+    if args.input is not None:
+        check_input_path(args.input)
+    if args.output == "-":
+        return
+    target = Path(args.output)
+    if target.is_dir():
+        raise DataError(
+            "the output is a folder; --output takes a file name",
+            path=target,
+            field="output",
+            fix=f"pass a file, e.g. {target / 'predictions.jsonl'}",
+        )
+    if args.input not in (None, "-") and _same_file(Path(args.input), target):
+        raise DataError(
+            "the output is the input file; writing it would destroy the input",
+            path=target,
+            field="output",
+            fix="write the predictions to another file",
+        )
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(
+                    f"the output's folder {parent} is a file",
+                    path=target,
+                    field="output",
+                    fix="choose another path",
+                )
+            break
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
     try:
-        if args.output == "-":
-            return run(args, sys.stdout, sys.stderr)
-        target = Path(args.output)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                code = run(args, out, sys.stderr)
-            os.replace(temporary, target)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-        return code
-    except NerLightningError as error:
-        print(f"ner-predict: {error}", file=sys.stderr)
-        return 2
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+@error_boundary("ner-predict")
+def main(argv: Sequence[str]) -> int:
+    """Entry point of `ner-predict`; returns the exit code.
+
+    Errors are answered by the shared boundary (`ner_lightning.console`): bad input or a bad
+    model folder exits 2 with the file, line and fix; `--debug` shows the traceback.
+    """
+    args = build_parser().parse_args(argv)
+    check_arguments(args)
+    check_serving_settings(args.model)
+    if args.output == "-":
+        return run(args, sys.stdout, sys.stderr)
+    target = Path(args.output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            code = run(args, out, sys.stderr)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return code
 
 
 if __name__ == "__main__":
