@@ -28,6 +28,8 @@ from ner_lightning.tags import split_tag
 
 #: Sentences tokenized per tokenizer call (bounds memory on large splits).
 _ENCODE_CHUNK = 1024
+#: Values shown in the fix of an out-of-range window or batch setting.
+_EXAMPLE_VALUES = {"max_length": 64, "batch_size": 8, "stride": 16}
 #: Positions in a model input; `max_length` above this is a configuration mistake.
 _TOKENIZER_LENGTH_SENTINEL = 1_000_000
 
@@ -235,9 +237,17 @@ class NerDataModule(L.LightningDataModule):
             ("stride", stride, 0),
         ):
             if value < least:
-                raise ConfigError(f"must be at least {least}, got {value}", field=f"data.{name}")
+                raise ConfigError(
+                    f"must be at least {least}, got {value}",
+                    field=f"data.{name}",
+                    fix=f"pass --data.{name} {least} or more (the tiny config uses {_EXAMPLE_VALUES[name]})",
+                )
         if eval_batch_size is not None and eval_batch_size < 1:
-            raise ConfigError(f"must be at least 1, got {eval_batch_size}", field="data.eval_batch_size")
+            raise ConfigError(
+                f"must be at least 1, got {eval_batch_size}",
+                field="data.eval_batch_size",
+                fix="pass a positive number, or leave it out to use data.batch_size",
+            )
         self.save_hyperparameters()
         self.data_dir = data_dir
         self.tokenizer_name = tokenizer
