@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -42,6 +42,8 @@ FORMATS: Final = ("conll", "hf-jsonl", "spans")
 REPORT_FILE: Final = "conversion_report.json"
 #: Spans that could not be mapped to tags (span input only), one JSON object per line.
 REJECTS_FILE: Final = "rejects.jsonl"
+#: Longest file or folder name most file systems accept, in bytes.
+_NAME_MAX: Final = 255
 #: Files that mark a folder as a dataset folder `--overwrite` may replace.
 _DATASET_MARKERS: Final = ("manifest.json", SPLIT_FILES[TRAIN_SPLIT])
 
@@ -148,8 +150,13 @@ def convert(
     splits = _assign_splits(read, options)
     labels = _labels(splits)
 
+    created = [folder for folder in (output.parent, *output.parent.parents) if not folder.exists()]
     output.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    try:
+        temp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    except BaseException:
+        _remove_empty(created)
+        raise
     try:
         temp.chmod(0o755)  # mkdtemp makes it private; the dataset folder is meant to be shared
         for split, sentences in splits.items():
@@ -196,11 +203,12 @@ def convert(
         _move_into_place(temp, output)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
+        _remove_empty(created)
         raise
     return ConversionResult(output, report, validation, spans)
 
 
-def check_output_location(output: str | Path, inputs: Iterable[str | Path], *, overwrite: bool) -> Path:
+def check_output_location(output: str | Path, inputs: Collection[str | Path], *, overwrite: bool) -> Path:
     """Refuse an output folder whose writing or replacing would destroy an input or the user's files.
 
     The output may not be an input, contain an input (`--output raw` for `raw/train.conll`), lie
@@ -219,9 +227,23 @@ def check_output_location(output: str | Path, inputs: Iterable[str | Path], *, o
     Raises:
         DataError: The output is one of the cases above.
     """
+    for name, path in (("output", output), *(("input", given) for given in inputs)):
+        if "\x00" in str(path):
+            raise DataError(
+                f"the {name} path contains a NUL character", path=repr(str(path)), field=name, fix="remove it"
+            )
     output = Path(output)
-    if output.name in ("", ".", ".."):
-        output = Path(os.path.abspath(output))
+    if output.name in ("", ".", "..") or ".." in output.parts:
+        # Spelled out, so that `a/../x` neither creates `a` nor means something else after a rename.
+        output = output.resolve()
+    too_long = [part for part in output.parts if len(os.fsencode(part)) > _NAME_MAX]
+    if too_long:
+        raise DataError(
+            f"a folder name in the output path is longer than {_NAME_MAX} bytes ({too_long[0][:40]!r}...)",
+            path=output,
+            field="output",
+            fix="choose a shorter name",
+        )
     target = output.resolve()
     keep = "choose an output folder apart from the inputs, e.g. data/<name>"
     for given in inputs:
@@ -370,6 +392,15 @@ def _labels(splits: Mapping[str, list[Sentence]]) -> list[str]:
     """`O`, then `B-` and `I-` of every entity type found, sorted (so both exist for every type)."""
     types = {split_tag(t)[1] for ss in splits.values() for s in ss for t in s.tags if t != OUTSIDE_TAG}
     return [OUTSIDE_TAG, *sorted({f"{prefix}-{t}" for t in types for prefix in "BI"})]
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders this conversion created (deepest first) when it fails, if still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _move_into_place(temp: Path, output: Path) -> None:

@@ -1,0 +1,102 @@
+"""The shared error boundary (`ner_lightning.console`) and the label-set warning for `ner-convert`."""
+
+from __future__ import annotations
+
+import errno
+import sys
+from pathlib import Path
+
+import pytest
+
+from ner_lightning.console import error_boundary, strip_debug_flag
+from ner_lightning.errors import DataError
+from ner_lightning.onnx.label_sets import label_set_warning
+
+
+def _tool(error: BaseException | None, seen: list[list[str]] | None = None):
+    """A console tool that records its arguments in `seen` and raises `error`."""
+
+    @error_boundary("ner-demo")
+    def main(argv: list[str]) -> int:
+        if seen is not None:
+            seen.append(argv)
+        if error is not None:
+            raise error
+        return 0
+
+    return main
+
+
+@pytest.fixture(autouse=True)
+def _logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NER_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.delenv("NER_DEBUG", raising=False)
+    return tmp_path / "logs"
+
+
+def test_known_error_is_one_line_without_traceback(capsys: pytest.CaptureFixture[str], _logs: Path) -> None:
+    error = DataError("bad tag", path="a.conll", line=3, field="tag", fix="use O")
+    assert _tool(error)(["x"]) == 2
+    err = capsys.readouterr().err
+    assert err == "ner-demo: error: a.conll:3 [tag]: bad tag Fix: use O\n"
+    assert not _logs.exists()
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_flag_or_env_prints_the_traceback_and_the_tool_never_sees_the_flag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    argv = ["convert", "--debug"] if how == "flag" else ["convert"]
+    if how == "env":
+        monkeypatch.setenv("NER_DEBUG", "1")
+    seen: list[list[str]] = []
+    tool = _tool(DataError("bad tag", fix="use O"), seen)
+    assert tool(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().endswith("ner-demo: error: bad tag Fix: use O")
+    assert seen == [["convert"]]
+
+
+def test_unexpected_error_is_a_short_line_and_a_log_with_the_traceback(
+    capsys: pytest.CaptureFixture[str], _logs: Path
+) -> None:
+    assert _tool(ZeroDivisionError("division by zero"))([]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "ner-demo: unexpected error: ZeroDivisionError: division by zero" in err
+    logs = list(_logs.glob("ner-demo-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in err
+    assert "Traceback" in logs[0].read_text(encoding="utf-8")
+
+
+def test_os_errors_name_the_file_and_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    error = OSError(errno.ENOSPC, "No space left on device", "/data/out/train.jsonl")
+    assert _tool(error)([]) == 2
+    err = capsys.readouterr().err
+    assert "ner-demo: error: /data/out/train.jsonl: No space left on device" in err and "Traceback" not in err
+
+
+def test_interrupt_exits_130_and_system_exit_passes_through(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _tool(KeyboardInterrupt())([]) == 130
+    assert capsys.readouterr().err == "ner-demo: interrupted\n"
+    with pytest.raises(SystemExit):
+        _tool(SystemExit(2))([])
+
+
+def test_process_arguments_lose_the_debug_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["ner-demo", "fit", "--debug", "--", "--debug"])
+    seen: list[list[str]] = []
+    assert _tool(None, seen)() == 0
+    assert seen == [["fit", "--", "--debug"]] and sys.argv[1:] == ["fit", "--", "--debug"]
+    assert strip_debug_flag(["--debug"]) == []
+
+
+def test_label_set_warning_names_the_missing_types() -> None:
+    model = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    assert (
+        label_set_warning(model, ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]) is None
+    )  # order does not matter
+    warning = label_set_warning(model, ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"], dataset="data/v2")
+    assert warning is not None
+    assert warning["only_in_dataset"] == ["ORG"] and warning["only_in_model"] == ["LOC"]
+    assert "data/v2" in warning["message"] and "cannot predict ORG" in warning["message"]
