@@ -70,14 +70,15 @@ def test_a_new_fit_starts_from_the_checkpoint_weights_with_a_fresh_optimizer(
 ) -> None:
     assert parent.global_step == PARENT_EPOCHS * STEPS_PER_EPOCH
     monkeypatch.chdir(tmp_path)
-    # Learning rate 0: the weights can only be the parent's if init_checkpoint was loaded.
+    # Learning rate 1e-30 (0 is refused): float32 weights cannot move, so they can only be the
+    # parent's if init_checkpoint was loaded.
     child = cli_main(
         tiny_fit_args(
             tmp_path / "child",
             "--model.init_checkpoint",
             str(parent.best),
             "--model.learning_rate",
-            "0",
+            "1e-30",
             "--trainer.max_epochs",
             "1",
             "--trainer.check_val_every_n_epoch",
