@@ -83,12 +83,13 @@ def test_early_stopping_is_toggled_from_the_command_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    # A zero learning rate never improves val_f1: enabled early stopping stops after `patience` checks.
+    # A vanishing learning rate (0 is refused) never improves val_f1: enabled early stopping stops
+    # after `patience` checks.
     common = [
         "--model.learning_rate",
-        "0",
+        "1e-30",
         "--model.crf_learning_rate",
-        "0",
+        "1e-30",
         "--trainer.check_val_every_n_epoch",
         "1",
     ]
