@@ -8,7 +8,7 @@ failure the same way:
 - an operating-system error (missing file, no permission, disk full) prints the file and the
   reason, exits 2, and writes the traceback to a log file;
 - any other exception is a bug: one short line, the path of the log file holding the traceback,
-  exit 1;
+  exit 1 (inside a job, where only the job's log comes back, the traceback is printed too);
 - Ctrl-C exits 130 with one line; a closed output pipe (`ner-predict ... | head`) exits quietly.
 
 `--debug` anywhere on the command line (before a `--`), or `NER_DEBUG=1` in the environment, also
@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, TextIO
 
+from ner_lightning.contract import ENV_MLFLOW_RUN_ID
 from ner_lightning.errors import NerLightningError
 
 #: Command-line flag that shows tracebacks (removed before the tool parses its arguments).
@@ -43,6 +44,9 @@ EXIT_UNEXPECTED: Final = 1
 EXIT_INTERRUPTED: Final = 130
 #: Exit status when the reader of stdout went away (128 + SIGPIPE).
 EXIT_BROKEN_PIPE: Final = 141
+
+#: Environment variables that mark a job (the launcher's MLflow run, an Azure ML run).
+_JOB_ENV: Final = (ENV_MLFLOW_RUN_ID, "AZUREML_RUN_ID")
 
 ToolMain = Callable[[list[str]], "int | None"]
 
@@ -128,6 +132,9 @@ def report_error(
         print(f"{tool}: error: {error}", file=stream)
         return EXIT_BAD_INPUT
     log = None if debug else write_traceback_log(tool, error)
+    if not debug and running_in_job():
+        # A job's log is all its user gets back; a file in the node's temp folder would be lost.
+        traceback.print_exception(error, file=stream)
     where = f"the traceback is in {log}" if log else f"run with {DEBUG_FLAG} to see the traceback"
     if isinstance(error, OSError) and error.strerror:
         files = " -> ".join(str(f) for f in (error.filename, error.filename2) if f is not None)
@@ -138,6 +145,11 @@ def report_error(
     print(f"{tool}: unexpected error: {type(error).__name__}{': ' + message if message else ''}", file=stream)
     print(f"{tool}: this is a bug in {tool}, not in your input; {where}", file=stream)
     return EXIT_UNEXPECTED
+
+
+def running_in_job() -> bool:
+    """Whether this process runs as a job (the launcher or Azure ML set a run id)."""
+    return any(os.environ.get(name) for name in _JOB_ENV)
 
 
 def write_traceback_log(tool: str, error: BaseException) -> Path | None:

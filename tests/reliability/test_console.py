@@ -31,6 +31,8 @@ def _tool(error: BaseException | None, seen: list[list[str]] | None = None):
 def _logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NER_LOG_DIR", str(tmp_path / "logs"))
     monkeypatch.delenv("NER_DEBUG", raising=False)
+    for name in ("MLFLOW_RUN_ID", "AZUREML_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
     return tmp_path / "logs"
 
 
@@ -67,6 +69,17 @@ def test_unexpected_error_is_a_short_line_and_a_log_with_the_traceback(
     logs = list(_logs.glob("ner-demo-*.log"))
     assert len(logs) == 1 and str(logs[0]) in err
     assert "Traceback" in logs[0].read_text(encoding="utf-8")
+
+
+def test_inside_a_job_an_unexpected_error_also_prints_its_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_RUN_ID", "abc123")
+    assert _tool(ZeroDivisionError("division by zero"))([]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ner-demo: unexpected error: ZeroDivisionError" in err
+    assert _tool(DataError("bad tag"))([]) == 2
+    assert capsys.readouterr().err == "ner-demo: error: bad tag\n"  # known errors stay one line
 
 
 def test_os_errors_name_the_file_and_reason(capsys: pytest.CaptureFixture[str]) -> None:
