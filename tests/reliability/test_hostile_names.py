@@ -68,7 +68,7 @@ def sandbox() -> Path:
         yield Path(root) / "sandbox"
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=names, overwrite=st.booleans())
 def test_any_output_name_writes_only_where_it_points_or_is_refused(
     sandbox: Path, capsys: pytest.CaptureFixture[str], name: str, overwrite: bool

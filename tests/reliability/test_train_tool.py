@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -32,9 +33,15 @@ QUICK = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--t
 UNSAFE_ADVICE = ("weights_only` set to `False`", "weights_only=False")
 
 
+def run_main(args: list[str]) -> int:
+    """Call `main()` as the console script does: the arguments in `sys.argv`."""
+    with mock.patch.object(sys, "argv", ["ner-train", *args]):
+        return main()
+
+
 def train(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
     """Run `ner-train fit` on the tiny config; returns (exit status, stderr)."""
-    status = main(tiny_fit_args(tmp_path / "run", *QUICK, *extra))
+    status = run_main(tiny_fit_args(tmp_path / "run", *QUICK, *extra))
     return status, capsys.readouterr().err
 
 
@@ -52,7 +59,7 @@ def assert_clear(status: int, err: str, *fragments: str) -> None:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real `last.ckpt` of a one-batch tiny run (made through the same entry point)."""
     output = tmp_path_factory.mktemp("good")
-    assert main(tiny_fit_args(output, *QUICK)) in (0, None)  # None: before main() returned its status
+    assert run_main(tiny_fit_args(output, *QUICK)) in (0, None)  # None: before main() returned its status
     return output / "checkpoints" / "last.ckpt"
 
 
@@ -176,7 +183,7 @@ def test_bad_ckpt_path_is_a_clear_message_without_unsafe_advice(
 def test_a_good_checkpoint_still_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], checkpoint: Path
 ) -> None:
-    status = main(tiny_fit_args(tmp_path / "resumed", *QUICK[2:], "--trainer.max_epochs", "2",
+    status = run_main(tiny_fit_args(tmp_path / "resumed", *QUICK[2:], "--trainer.max_epochs", "2",
                                 "--ckpt_path", str(checkpoint)))  # fmt: skip
     assert status == 0, capsys.readouterr().err
     assert torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
