@@ -20,9 +20,9 @@ from launch.pipeline import NAMED_KEYS, load_pipeline_config
 from tests.conftest import REPO_ROOT
 
 SMOKE = REPO_ROOT / "configs" / "pipeline" / "smoke.yaml"
-HOSTILE = st.lists(
-    st.sampled_from(list("ab./\\'\"` -_é€\x00\n:Ω") + ["..", "../"]), max_size=150
-).map("".join) | st.sampled_from(["../../../../victim", "../../etc", "it's", "a" * 300, "..", ".", "/abs", "ok-name.v2"])
+HOSTILE = st.lists(st.sampled_from([*list("ab./\\'\"` -_é€\x00\n:Ω"), "..", "../"]), max_size=150).map(
+    "".join
+) | st.sampled_from(["../../../../victim", "../../etc", "it's", "a" * 300, "..", ".", "/abs", "ok-name.v2"])
 
 
 def _write_config(folder: Path, key: str, value: str) -> Path:
