@@ -48,6 +48,7 @@ from launch.variants import (
     VariantRecord,
     VariantStore,
     backbone_slug,
+    owned_by_another,
 )
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
@@ -305,6 +306,22 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
+def _check_output_root(root: str, root_dir: Path, config_path: Path, line: int | None) -> None:
+    """Refuse an `output.root` that resolves outside the project (`..`, an absolute path elsewhere).
+
+    Variant folders, the index and the cache are written and rewritten under that root; one outside
+    the project could overwrite someone else's files.
+    """
+    if not _inside(root_dir / root, root_dir):
+        raise ConfigError(
+            f"output.root {root!r} resolves to {(root_dir / root).resolve()}, outside the project {root_dir.resolve()}",
+            path=config_path,
+            line=line,
+            field="output.root",
+            fix="use a folder inside the project, e.g. outputs/final_training",
+        )
+
+
 def _dataset_labels(folder: Path) -> tuple[str, ...]:
     from ner_lightning.data.records import load_dataset_folder, read_labels
 
@@ -452,6 +469,7 @@ def load_final_training_config(
     if path.is_file():
         data, lines, sha = read_yaml_with_lines(path)
         settings = validate_settings(data, path, lines)
+        _check_output_root(settings["output"]["root"], root_dir, path, lines.get("output.root"))
     else:
         warnings.warn(
             f"{path} does not exist; falling back to the deprecated inline final-training configuration "
@@ -624,12 +642,14 @@ def _resolve(
         incomplete = [
             r
             for r in variants
-            if r.status in INCOMPLETE_STATUSES and (requested is None or r.variant == requested)
+            if r.status in INCOMPLETE_STATUSES
+            and (requested is None or r.variant == requested)
+            and not owned_by_another(r)  # a variant a live process is training is not resumable
         ]
         if requested is not None and any(r.variant == requested for r in complete) and skip_ok:
             action, record = "skip", next(r for r in complete if r.variant == requested)
         elif incomplete:
-            record = incomplete[-1]
+            record = store.acquire(incomplete[-1].path) if claim else incomplete[-1]
             last = record.last_checkpoint
             action = "resume" if last is not None else "train"
             resume_checkpoint = str(last) if last is not None else None

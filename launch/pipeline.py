@@ -45,6 +45,7 @@ from launch.lineage import (
     TAG_SWEEP_ID,
 )
 from launch.local.workspace import write_json_atomic
+from launch.names import NAME_RULE, is_safe_name
 from launch.selection import select_best, write_selection
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
@@ -135,6 +136,10 @@ REQUIRED_KEYS = (
 )
 
 
+#: Keys whose values become folder names, Azure ML entity names or MLflow filter values.
+NAMED_KEYS = ("name", "experiment", "dataset.name", "dataset.version", "registration.model_name")
+
+
 def load_pipeline_config(path: str | Path) -> PipelineConfig:
     """Read and validate a pipeline config; relative paths are relative to the file.
 
@@ -152,6 +157,14 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
                 f"missing required key `{key}`",
                 field=key,
                 fix=f"add `{key}` (see configs/pipeline/smoke.yaml for a complete example)",
+            )
+    for key in NAMED_KEYS:
+        value = config.get(key)
+        if value is not None and not is_safe_name(str(value)):
+            raise config.error(
+                f"`{key}` {str(value)[:80]!r} is not a safe name (it becomes a folder and an asset name)",
+                field=key,
+                fix=NAME_RULE,
             )
     base = config.path.parent
 

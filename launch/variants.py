@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +59,60 @@ _VARIANT_RE = re.compile(r"^v([1-9][0-9]*)$")
 
 class VariantBookkeepingWarning(UserWarning):
     """A metadata.json or index file was unreadable; the folders were used instead."""
+
+
+class VariantBusyError(LaunchError):
+    """Another live process owns the variant (it is training or resuming it)."""
+
+
+def _process_start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (field 22 of /proc/<pid>/stat), or None off Linux / when gone.
+
+    Stored with the pid so that a recycled pid is not taken for the original owner.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its closing one.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def current_owner() -> dict[str, Any]:
+    """The owner record of this process: host, pid and the pid's start time."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "started": _process_start_time(pid), "at": utc_now()}
+
+
+def owner_is_alive(owner: Mapping[str, Any] | None) -> bool:
+    """Whether the process of an owner record still runs.
+
+    An owner on another host cannot be checked from here and counts as alive: taking over a
+    variant that a live process on another machine is training would train two runs into one
+    folder, while a dead remote owner only needs `run.mode: force_new` or a later retry.
+    """
+    if not owner or not isinstance(owner.get("pid"), int):
+        return False
+    if owner.get("host") != socket.gethostname():
+        return True
+    pid = owner["pid"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    started = owner.get("started")
+    return started is None or _process_start_time(pid) == started
+
+
+def owned_by_another(record: VariantRecord) -> bool:
+    """Whether a live process other than this one owns the variant."""
+    owner = record.metadata.get("owner")
+    if not isinstance(owner, Mapping) or not owner_is_alive(owner):
+        return False
+    return not (owner.get("host") == socket.gethostname() and owner.get("pid") == os.getpid())
 
 
 def backbone_slug(backbone: str) -> str:
@@ -351,21 +407,53 @@ class VariantStore:
                     break
                 except FileExistsError:
                     number += 1
-            return self._write(path, spec_fp, exec_fp, number, STATUS_ALLOCATED, dict(metadata), created=True)
+            data = {**metadata, "owner": current_owner()}
+            return self._write(path, spec_fp, exec_fp, number, STATUS_ALLOCATED, data, created=True)
 
     def claim(
         self, slug: str, spec_fp: str, exec_fp: str, variant: int, metadata: Mapping[str, Any]
     ) -> VariantRecord:
-        """Claim an explicit variant number: return it when it exists, else create it (`allocated`)."""
+        """Claim an explicit variant number for this process.
+
+        A new number is created (`allocated`); an existing complete variant is returned as it is
+        (the caller decides); an existing incomplete one is taken over unless a live process owns it.
+
+        Raises:
+            VariantBusyError: Another live process owns the variant.
+        """
         with self._lock():
             existing = self.find(spec_fp, exec_fp, variant)
             if existing is not None:
-                return existing
+                if existing.status == STATUS_COMPLETE:
+                    return existing
+                return self._take_over(existing)
             path = self.variant_dir(slug, spec_fp, exec_fp, variant)
             path.mkdir(parents=True)
-            return self._write(
-                path, spec_fp, exec_fp, variant, STATUS_ALLOCATED, dict(metadata), created=True
+            data = {**metadata, "owner": current_owner()}
+            return self._write(path, spec_fp, exec_fp, variant, STATUS_ALLOCATED, data, created=True)
+
+    def acquire(self, path: Path) -> VariantRecord:
+        """Make this process the owner of an incomplete variant (to resume it).
+
+        Raises:
+            VariantBusyError: Another live process owns the variant.
+        """
+        with self._lock():
+            return self._take_over(self.read_record(Path(path)))
+
+    def _take_over(self, record: VariantRecord) -> VariantRecord:
+        """Record this process as the owner of `record` (caller holds the lock)."""
+        if owned_by_another(record):
+            owner = record.metadata.get("owner") or {}
+            raise VariantBusyError(
+                f"variant v{record.variant} of spec_{record.spec_fp}_exec_{record.exec_fp} is being trained "
+                f"by process {owner.get('pid')} on {owner.get('host')} (since {owner.get('at')})",
+                path=record.path,
+                fix="wait for that run to finish, or set run.mode: force_new (or variant.number: null) "
+                "to train a new variant",
             )
+        data = {**record.metadata, "owner": current_owner()}
+        return self._write(record.path, record.spec_fp, record.exec_fp, record.variant, record.status, data)
 
     def update(self, path: Path, status: VariantStatus, **fields: Any) -> VariantRecord:
         """Set a variant's status and facts in metadata.json, the index and (when complete) the cache.
