@@ -20,7 +20,7 @@ import yaml
 
 from launch.errors import LaunchError
 from launch.jobs import JobInput
-from launch.strict_yaml import safe_load_unique
+from ner_lightning.config_files import safe_load_strict
 from ner_lightning.contract import TAG_CONFIG_SHA256_PREFIX
 
 
@@ -123,7 +123,7 @@ def load_config(path: str | Path) -> LoadedConfig:
             f"config file is not UTF-8 text ({error})", path=file, fix="save it as UTF-8"
         ) from None
     try:
-        data = safe_load_unique(text)
+        data = safe_load_strict(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error)

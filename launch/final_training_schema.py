@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from launch.strict_yaml import safe_load_unique
+from ner_lightning.config_files import safe_load_strict
 from ner_lightning.errors import ConfigError
 
 DEFAULT_OUTPUT_ROOT = "outputs/final_training"
@@ -116,7 +116,7 @@ def read_yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int], st
     text = raw.decode("utf-8", errors="replace")
     try:
         node = yaml.compose(text)
-        data = safe_load_unique(text)
+        data = safe_load_strict(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         raise ConfigError(

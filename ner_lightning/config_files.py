@@ -33,7 +33,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
             raise yaml.constructor.ConstructorError(
                 f"while reading a mapping (first {key!r} on line {seen[key] + 1})",
                 node.start_mark,
-                f"found the key {key!r} twice",
+                f"found the key {key!r} twice (first on line {seen[key] + 1}); YAML would silently keep the last one",
                 key_node.start_mark,
             )
         seen[key] = key_node.start_mark.line
@@ -41,6 +41,17 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def safe_load_strict(text: str) -> Any:
+    """`yaml.safe_load` that refuses a key written twice in one mapping.
+
+    For callers that read the bytes themselves (to hash them); `load_yaml_file` is the usual entry.
+
+    Raises:
+        yaml.YAMLError: Malformed YAML or a duplicate key (with `problem` and `problem_mark`).
+    """
+    return yaml.load(text, Loader=_StrictLoader)
 
 
 def load_yaml_file(path: str | Path, *, field: str | None = None) -> Any:

@@ -92,8 +92,8 @@ def test_duplicate_keys_in_final_training_yaml_are_refused_with_both_lines(proje
     with pytest.raises(ConfigError) as caught:
         project.load()
     message = str(caught.value)
-    assert "final_training.yaml" in message and "line 4" in message
-    assert "duplicate key 'learning_rate'" in message and "first at line 2" in message
+    assert "final_training.yaml:4:" in message
+    assert "found the key 'learning_rate' twice" in message and "first on line 2" in message
 
 
 def test_duplicate_keys_in_a_launcher_config_are_refused(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_duplicate_keys_in_a_launcher_config_are_refused(tmp_path: Path) -> None
     config.write_text("max_trials: 3\nobjective: val_f1\nmax_trials: 5\n", encoding="utf-8")
     with pytest.raises(LaunchError) as caught:
         load_config(config)
-    assert "sweep.yaml" in str(caught.value) and "duplicate key 'max_trials'" in str(caught.value)
+    assert "sweep.yaml" in str(caught.value) and "found the key 'max_trials' twice" in str(caught.value)
 
 
 @pytest.mark.parametrize("root", ["../../x", "/tmp/elsewhere", "outputs/../../escape"])
