@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -31,6 +30,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from launch.errors import LaunchError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI (dev extra)
+    import tomli as tomllib
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = REPO_ROOT / "pyproject.toml"
@@ -124,7 +128,11 @@ def resolve_installed(requirements: Sequence[Requirement]) -> dict[str, Pin]:
     pins: dict[str, Pin] = {}
     requested: dict[str, set[str]] = {}
     problems: list[str] = []
-    pending = [(requirement, "pyproject.toml") for requirement in requirements]
+    pending = [
+        (requirement, "pyproject.toml")
+        for requirement in requirements
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+    ]
     while pending:
         requirement, needed_by = pending.pop()
         key = canonicalize_name(requirement.name)
@@ -278,34 +286,35 @@ def generate(pyproject: Path = PYPROJECT) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m launch.azure.lock write|check`."""
+    """`python -m launch.azure.lock write|check [--lock PATH] [--conda PATH]`."""
     parser = argparse.ArgumentParser(
         prog="python -m launch.azure.lock",
         description="Write or check requirements/lock.txt and the job conda file from the installed environment.",
     )
     parser.add_argument("action", choices=["write", "check"])
+    parser.add_argument("--pyproject", type=Path, default=PYPROJECT, help="pyproject.toml with the ranges")
+    parser.add_argument("--lock", type=Path, default=LOCK_FILE, help="lock file to write or check")
+    parser.add_argument("--conda", type=Path, default=CONDA_FILE, help="job conda file to write or check")
     args = parser.parse_args(argv)
     try:
-        lock_text, conda_text = generate()
+        lock_text, conda_text = generate(args.pyproject)
     except LaunchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    targets = ((LOCK_FILE, lock_text), (CONDA_FILE, conda_text))
+    targets = ((args.lock, lock_text), (args.conda, conda_text))
     if args.action == "write":
         for path, text in targets:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(REPO_ROOT)}")
+            print(f"wrote {path}")
         return 0
     stale = [
-        str(path.relative_to(REPO_ROOT))
-        for path, text in targets
-        if not path.is_file() or path.read_text(encoding="utf-8") != text
+        str(path) for path, text in targets if not path.is_file() or path.read_text(encoding="utf-8") != text
     ]
     if stale:
         print(
-            f"error: {', '.join(stale)} differ from the installed environment; "
-            "run `make install` to install the lock, or `make lock` after changing pyproject.toml",
+            f"error: {', '.join(stale)} differ from the installed environment. Fix: run `make install` to "
+            "install the lock, or `make lock` after changing pyproject.toml",
             file=sys.stderr,
         )
         return 1
