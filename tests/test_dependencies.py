@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib
+import platform
 import re
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 import pytest
 import yaml
@@ -16,6 +23,7 @@ from packaging.utils import canonicalize_name
 
 from launch.azure import lock
 from launch.errors import LaunchError
+from ner_lightning.scripts import EXTRA_MODULES, run_with_extra
 from tests.conftest import REPO_ROOT
 
 #: The `ner-predict` console script's module: everything it reaches must run on the base install.
@@ -237,3 +245,33 @@ def test_check_command_names_a_package_missing_from_the_environment(tmp_path: Pa
     assert out.returncode == 2
     assert "surely-not-installed-package>=1 (needed by pyproject.toml) is not installed" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_each_extra_probe_module_comes_from_that_extra() -> None:
+    for extra, modules in EXTRA_MODULES.items():
+        closure = set(lock.resolve_installed(lock.project_requirements(lock.PYPROJECT, [extra])))
+        strays = [m for m in modules if not _distributions(m.split(".")[0]) & closure]
+        assert strays == [], f"{strays} are not installed by the `{extra}` extra"
+
+
+def test_every_console_script_points_at_a_function() -> None:
+    with lock.PYPROJECT.open("rb") as handle:
+        scripts = tomllib.load(handle)["project"]["scripts"]
+    assert {"ner-predict", "ner-data", "ner-train", "ner-convert", "ner-pipeline", "ner-provision"} <= set(
+        scripts
+    )
+    for target in scripts.values():
+        module, _, function = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), target
+
+
+def test_a_command_whose_extra_is_missing_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(EXTRA_MODULES, "gpu", ("surely_not_installed_module", "json"))
+    assert run_with_extra("ner-x", "json:dumps", ("gpu",)) == 2
+    err = capsys.readouterr().err
+    assert "ner-x: needs the `gpu` extra (surely_not_installed_module missing)" in err
+    assert "pip install 'ner-lightning[gpu]'" in err
+    # One complete extra among the alternatives is enough.
+    assert run_with_extra("ner-x", "platform:python_version", ("gpu", "train")) == platform.python_version()

@@ -75,6 +75,12 @@ def test_serving_install_runs_ner_predict_without_torch(tmp_path: Path) -> None:
         "the serving install tags exactly as the full install does"
     )
     assert any(line["entities"] for line in lines), "the trained tiny model finds some entity"
+    # The commands that need more than the serving set say which extra, without a traceback.
+    for command, extra in (("ner-train", "train"), ("ner-convert", "train"), ("ner-provision", "azure")):
+        refused = _run([str(venv / "bin" / command), "--help"], cwd=tmp_path)
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert f"needs the `{extra}` extra" in refused.stderr and "Traceback" not in refused.stderr
+    assert _run([str(venv / "bin" / "ner-data"), "--help"], cwd=tmp_path).returncode == 0
     # The program really ran from the fresh environment, not from this checkout.
     where = _run([str(python), "-c", "import ner_lightning; print(ner_lightning.__file__)"], cwd=tmp_path)
     assert Path(where.stdout.strip()).is_relative_to(venv)
