@@ -31,11 +31,6 @@ from packaging.version import Version
 
 from launch.errors import LaunchError
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI (dev extra)
-    import tomli as tomllib
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 LOCK_FILE = REPO_ROOT / "requirements" / "lock.txt"
@@ -83,6 +78,11 @@ class Pin:
 
 
 def _project(pyproject: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser from PyPI (dev extra)
+        import tomli as tomllib
+
     with pyproject.open("rb") as handle:
         return tomllib.load(handle)["project"]
 
