@@ -116,7 +116,8 @@ def test_ner_predict_imports_only_the_serving_base_set() -> None:
     }
     assert outside == {}, (
         "ner-predict must run on the base install (numpy, onnxruntime, tokenizers); these imports need more. "
-        "Import them lazily outside the serving path, or add the package to pyproject's base dependencies"
+        "Move the code that needs them out of the modules ner-predict reaches (a lazy import inside a reached "
+        "module counts too), or add the package to pyproject's base dependencies"
     )
 
 
