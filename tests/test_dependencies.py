@@ -276,3 +276,13 @@ def test_a_command_whose_extra_is_missing_says_how_to_install_it(
     assert "pip install 'ner-lightning[gpu]'" in err
     # One complete extra among the alternatives is enough.
     assert run_with_extra("ner-x", "platform:python_version", ("gpu", "train")) == platform.python_version()
+
+
+def test_a_lock_made_with_a_cuda_torch_build_is_refused() -> None:
+    pins = {p.key: p for p in (lock.Pin("torch", "2.14.1"), lock.Pin("nvidia-cublas", "13.1.1.3"))}
+    with pytest.raises(LaunchError, match=r"CUDA build \(it brought nvidia-cublas\)") as info:
+        lock.refuse_gpu_build_packages(pins)
+    assert info.value.field == "torch" and "TORCH_INDEX=https://download.pytorch.org/whl/cpu" in str(
+        info.value
+    )
+    lock.refuse_gpu_build_packages({"torch": lock.Pin("torch", "2.13.0+cpu")})

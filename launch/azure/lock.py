@@ -277,10 +277,34 @@ def parse_conda(text: str, path: str = str(CONDA_FILE)) -> CondaEnvironment:
     return CondaEnvironment(python=python, pip_options=tuple(options), pins=pins)
 
 
+#: Distributions that only a GPU build of torch brings; torch's own exact pins choose them at install time.
+GPU_BUILD_PREFIXES = ("nvidia-", "cuda-", "triton")
+
+
+def refuse_gpu_build_packages(pins: dict[str, Pin]) -> None:
+    """The lock is made with torch's CPU build: a CUDA build's libraries would be pinned for one CUDA variant.
+
+    Raises:
+        LaunchError: The resolution holds GPU-build libraries (nvidia-*, cuda-*, triton).
+    """
+    gpu = sorted(pin.name for key, pin in pins.items() if key.startswith(GPU_BUILD_PREFIXES))
+    if gpu:
+        raise LaunchError(
+            f"the installed torch is a CUDA build (it brought {', '.join(gpu[:4])}{', ...' if len(gpu) > 4 else ''})",
+            field="torch",
+            fix="make the lock with the CPU build: make lock TORCH_INDEX=https://download.pytorch.org/whl/cpu",
+        )
+
+
 def generate(pyproject: Path = PYPROJECT) -> tuple[str, str]:
-    """Lock file and conda file texts for the installed environment."""
+    """Lock file and conda file texts for the installed environment.
+
+    Raises:
+        LaunchError: The environment does not satisfy pyproject.toml, or holds a CUDA build of torch.
+    """
     python = python_version()
     lock_pins = resolve_installed(project_requirements(pyproject, LOCK_EXTRAS))
+    refuse_gpu_build_packages(lock_pins)
     job_pins = resolve_installed(project_requirements(pyproject, [JOB_EXTRA]))
     return render_lock(lock_pins, python), render_conda(job_pins, python)
 
