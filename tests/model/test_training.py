@@ -50,9 +50,9 @@ def test_checkpoint_restores_and_resumes(tmp_path: Path, monkeypatch: pytest.Mon
     best = tmp_path / "out" / CHECKPOINT_DIR / BEST_CHECKPOINT
     checkpoint = torch.load(best, weights_only=True)  # safe loading works on our checkpoints
     meta = checkpoint["ner_lightning"]
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2
     assert meta["label_names"] == cli.datamodule.label_names
-    assert meta["use_crf"] is True
+    assert meta["head"]["class_path"] == "ner_lightning.model.heads.CRFHead"
     assert meta["backbone"] == str(TINY_BACKBONES["bert"])
     assert meta["backbone_config"]["model_type"] == "bert"
 
