@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
@@ -40,8 +41,9 @@ from ner_lightning.onnx.callback import OnnxExport
 from ner_lightning.threads import resolve_threads
 from ner_lightning.tracking import DEFAULT_ARTIFACT_DIR, DEFAULT_STORE_FILE, EnvMLFlowLogger
 
-#: Data settings a checkpoint's model was trained with, reused by `test`/`predict`/`validate --ckpt_path`.
-MODEL_DATA_SETTINGS = ("tokenizer", "max_length", "stride", "label_all_tokens")
+#: Data settings a checkpoint's model was trained with, reused by `test`/`predict`/`validate --ckpt_path`
+#: (the tokenizer follows `model.backbone`).
+MODEL_DATA_SETTINGS = ("max_length", "stride", "label_all_tokens")
 #: MLflow artifact of the per-type test scores table.
 TEST_TABLE_FILE = "test_entity_scores.json"
 
@@ -169,24 +171,16 @@ class NerLightningCLI(LightningCLI):
         )
         default_tracking_store(config)
 
-    def _parse_ckpt_path(self) -> None:
-        """Besides the model's hyperparameters, take the windowing it was trained with from the checkpoint.
-
-        So `test --ckpt_path best.ckpt --data.data_dir D` (no `--config`) scores the model the
-        training run built, on windows cut as in training.
-        """
-        super()._parse_ckpt_path()
-        subcommand = self.config.get("subcommand")
-        if subcommand not in ("test", "predict", "validate"):
-            return
-        ckpt_path = self.config[subcommand].get("ckpt_path")
-        if not ckpt_path or not Path(ckpt_path).is_file():
-            return
-        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
-        data = checkpoint.get("datamodule_hyper_parameters") or {}
-        settings = {key: data[key] for key in MODEL_DATA_SETTINGS if data.get(key) is not None}
-        if settings:
-            self.config = self.parser.parse_object({subcommand: {"data": settings}}, self.config)
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """With `test`/`predict`/`validate --ckpt_path`, the checkpoint supplies the defaults of the model
+        and of its windowing, so no `--config` is needed to score the model the training run built
+        (LightningCLI then applies the checkpoint's model hyperparameters over the config as usual)."""
+        raw = list(args) if isinstance(args, (list, tuple)) else (sys.argv[1:] if args is None else [])
+        if raw and raw[0] in ("test", "predict", "validate"):
+            defaults = checkpoint_defaults(raw)
+            if defaults:
+                self._subcommand_parsers[raw[0]].set_defaults(defaults)
+        super().parse_arguments(parser, args)
 
     def after_instantiate_classes(self) -> None:
         """When resuming (`--ckpt_path`), the restored state wins: `--model.init_checkpoint` is not read.
@@ -303,3 +297,30 @@ def default_tracking_store(config: Any) -> None:
         init_args["tracking_uri"] = f"sqlite:///{folder / DEFAULT_STORE_FILE}"
         if not init_args.get("artifact_location"):
             init_args["artifact_location"] = (folder / DEFAULT_ARTIFACT_DIR).as_uri()
+
+
+def checkpoint_defaults(args: list[str]) -> dict[str, Any]:
+    """`{"model.<arg>": value, "data.<setting>": value}` from the checkpoint `--ckpt_path` names, if any.
+
+    Args:
+        args: The subcommand's command line (`test --ckpt_path best.ckpt ...`).
+    """
+    path = None
+    for index, arg in enumerate(args):
+        if arg == "--ckpt_path" and index + 1 < len(args):
+            path = args[index + 1]
+        elif arg.startswith("--ckpt_path="):
+            path = arg.split("=", 1)[1]
+    if not path or not Path(path).is_file():
+        return {}
+    try:
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # Lightning reports an unreadable checkpoint itself, with its path
+        return {}
+    model = {
+        f"model.{key}": value
+        for key, value in (checkpoint.get("hyper_parameters") or {}).items()
+        if not key.startswith("_") and key != "label_names"  # labels come from the data (and are checked)
+    }
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    return {**model, **{f"data.{key}": data[key] for key in MODEL_DATA_SETTINGS if key in data}}
