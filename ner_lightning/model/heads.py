@@ -216,7 +216,7 @@ def resolve_head(head: TokenHead | str | Mapping[str, Any] | None, use_crf: bool
         head: An instance, a name of `HEADS`, a class path (`package.module.Class`), a
             `{"class_path", "init_args"}` mapping, or None (the head `use_crf` implies).
         use_crf: The former on/off switch of the CRF (old configs and checkpoints): True means
-            `crf`, False `softmax`. It must agree with `head` when both are given.
+            `crf`, False `softmax`. With a head given, True must agree with it and False is ignored.
 
     Raises:
         ModelError: The head does not exist, does not implement `TokenHead`, cannot be built from
@@ -235,9 +235,10 @@ def resolve_head(head: TokenHead | str | Mapping[str, Any] | None, use_crf: bool
             field="model.head",
             fix="subclass TokenHead (see docs/heads.md) or pick an available head",
         )
-    if use_crf is not None and bool(use_crf) != isinstance(head, CRFHead):
+    # `use_crf: false` was the old default that old launchers always pass: a given head wins over it.
+    if use_crf and not isinstance(head, CRFHead):
         raise ModelError(
-            f"model.use_crf={str(bool(use_crf)).lower()} contradicts model.head={type(head).__qualname__}",
+            f"model.use_crf=true contradicts model.head={type(head).__qualname__}",
             field="model.use_crf",
             fix="drop use_crf (deprecated): model.head chooses the head",
         )

@@ -57,8 +57,10 @@ def test_use_crf_configs_map_to_the_crf_head(tmp_path: Path) -> None:
     )
     assert isinstance(overlay.model.head, CRFHead)
     assert isinstance(cli_main(base, run=False).model.head, SoftmaxHead)
-    with pytest.raises(ModelError, match=r"use_crf=false contradicts model\.head=CRFHead"):
-        TokenClassifier(BERT, LABELS, head="crf", use_crf=False)
+    with pytest.raises(ModelError, match=r"use_crf=true contradicts model\.head=SoftmaxHead"):
+        TokenClassifier(BERT, LABELS, head="softmax", use_crf=True)
+    # Old launchers always pass `--model.use_crf false`; a head given beside it wins.
+    assert isinstance(TokenClassifier(BERT, LABELS, head="crf", use_crf=False).head, CRFHead)
 
 
 class NotAHead(nn.Module):
