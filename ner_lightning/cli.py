@@ -11,10 +11,8 @@ Also: `--threads` (intra-op threads, recorded with the run), test-split scoring 
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -38,6 +36,7 @@ from ner_lightning.data.datamodule import NerDataModule
 from ner_lightning.model.heads import available_heads
 from ner_lightning.model.module import TokenClassifier
 from ner_lightning.onnx.callback import OnnxExport
+from ner_lightning.quiet import quiet_third_party_logs
 from ner_lightning.threads import resolve_threads
 from ner_lightning.tracking import DEFAULT_ARTIFACT_DIR, DEFAULT_STORE_FILE, EnvMLFlowLogger
 
@@ -90,26 +89,6 @@ class NerArgumentParser(LightningArgumentParser):
                 "ner_lightning.model.heads.TokenHead subclass (docs/heads.md)"
             )
         super().error(message, ex)
-
-
-def quiet_third_party_logs() -> None:
-    """Drop third-party noise from job logs: Lightning's product tips, a deprecation warning raised
-    inside Lightning, MLflow's database set-up chatter and the transformers weight-loading bar."""
-
-    class _NoTips(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "💡 Tip" not in str(record.msg)
-
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(_NoTips())
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
-    import mlflow  # noqa: F401  (configures its loggers on import; quieten them after that)
-
-    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()
 
 
 class NerLightningCLI(LightningCLI):
