@@ -28,8 +28,15 @@ class _DropMessages(logging.Filter):
         return not any(fragment in message for fragment in self.fragments)
 
 
+_installed = False
+
+
 def quiet_third_party_logs() -> None:
-    """Install the filters (idempotent enough: each call adds filters that drop the same records)."""
+    """Install the filters (once per process)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
     tips = _DropMessages("💡 Tip")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(tips)
