@@ -69,8 +69,20 @@ def test_a_head_from_one_test_file_trains_exports_converts_and_tags(tmp_path: Pa
         logger=True,
     )
     log = _run("-m", "ner_lightning", *fit, cwd=work, log=tmp_path / "fit.log")
-    # The MLflow store is in the output folder, not the working folder.
+    # The MLflow store is in the output folder, not the working folder; fit scored the test split
+    # after training and logged the per-type table.
     assert (out / "mlruns.db").is_file() and not list(work.iterdir())
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{out / 'mlruns.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert {"val_f1", "test_f1", "test_precision", "test_recall"} <= set(run.data.metrics)
+    assert run.data.params["head/class_path"] == "tests.model.heads_example.mlp_head.MLPHead"
+    table = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "test_entity_scores.json", str(tmp_path))).read_text()
+    )
+    assert table["columns"] == ["type", "precision", "recall", "f1", "support"]
+    assert [row[0] for row in table["data"]] == ["LOC", "ORG", "PER", "micro"]
     assert "intra-op threads: 1 (cores available: 1, limited by OMP_NUM_THREADS)" in log
 
     # Acceptance 3: written to a file, fit reports progress at least every 30 s while it trains.
