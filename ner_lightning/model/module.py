@@ -63,7 +63,8 @@ class TokenClassifier(L.LightningModule):
         label_names: Ordered label list, `O` first (linked from the data module; never set in YAML).
         head: The head: a name (`softmax`, `crf`), a class path, or `{class_path, init_args}` of a
             `ner_lightning.model.heads.TokenHead` subclass. Default: `softmax` (`crf` with use_crf).
-        use_crf: Deprecated (old configs): true means `head: crf`, false `head: softmax`.
+        use_crf: Deprecated (old configs): true means `head: crf`; false means `head: softmax` unless a
+            head is given.
         dropout: Dropout on the encoder output before the head.
         learning_rate: Peak AdamW learning rate of the backbone and the head.
         crf_learning_rate: Deprecated alias of the CRF head's `transition_learning_rate` (overrides it when set).
@@ -384,6 +385,13 @@ class TokenClassifier(L.LightningModule):
                 f"the checkpoint was trained on labels {meta['label_names']}, the data has {self.label_names}",
                 field="label_names",
                 fix="resume with the dataset the checkpoint was trained on (or its labels.json)",
+            )
+        theirs, ours = meta["head"]["class_path"], self.head.spec()["class_path"]
+        if theirs != ours:
+            raise ModelError(
+                f"the checkpoint has head {theirs}, this model has head {ours}",
+                field="model.head",
+                fix=f"set --model.head {theirs} (or drop --config so the checkpoint's own settings apply)",
             )
 
     @classmethod
