@@ -184,3 +184,16 @@ def test_test_with_only_a_format_1_checkpoint(tmp_path: Path, monkeypatch: pytes
     assert isinstance(test.model.head, CRFHead)
     assert test.datamodule.max_length == 64
     assert 0.0 < test.model.last_scores["test"].f1 <= 1.0
+
+
+def test_testing_a_checkpoint_with_another_head_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    with pytest.raises(ModelError) as error:
+        cli_main(
+            ["test", "--ckpt_path", str(FIXTURES / "format1_softmax.ckpt"), "--data.data_dir", str(TOY_DATASET),
+             "--model.head", "crf", "--output_dir", str(tmp_path), "--trainer.logger", "false"]
+        )  # fmt: skip
+    assert "the checkpoint has head ner_lightning.model.heads.SoftmaxHead" in error.value.message
+    assert "this model has head ner_lightning.model.heads.CRFHead" in error.value.message
