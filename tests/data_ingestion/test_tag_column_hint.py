@@ -18,7 +18,11 @@ def test_label_first_file_without_tag_column_suggests_tag_column_0() -> None:
     assert error.value.line == 1 and error.value.field == "tag_column"
     assert "tag column 1 holds 'what', which is not a tag, while column 0 holds 'O'" in error.value.message
     assert "--tag-column 0" in error.value.fix
-    assert read_conll(FIXTURES / "mit_label_first.bio", tag_column=0)[0].tags[:3] == ("O", "B-Actor", "I-Actor")
+    assert read_conll(FIXTURES / "mit_label_first.bio", tag_column=0)[0].tags[:3] == (
+        "O",
+        "B-Actor",
+        "I-Actor",
+    )
 
 
 def test_word_first_files_are_unaffected() -> None:
