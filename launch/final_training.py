@@ -84,6 +84,7 @@ CLI_ARGUMENTS: dict[str, str] = {
     "gradient_accumulation_steps": "trainer.accumulate_grad_batches",
     "warmup_ratio": "model.warmup_ratio",
     "max_grad_norm": "trainer.gradient_clip_val",
+    "head": "model.head",
     "use_crf": "model.use_crf",
     "combine_train_validation": "data.combine_train_validation",
     "early_stopping.enabled": "early_stopping.enabled",

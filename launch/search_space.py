@@ -25,7 +25,8 @@ PARAMETER_ARGUMENTS: Mapping[str, str] = MappingProxyType(
         "backbone": "--model.backbone",
         "learning_rate": "--model.learning_rate",
         "dropout": "--model.dropout",
-        "use_crf": "--model.use_crf",
+        "head": "--model.head",  # a head name: softmax, crf (ner_lightning.model.heads.HEADS)
+        "use_crf": "--model.use_crf",  # deprecated: use head
         "weight_decay": "--model.weight_decay",
         "warmup_ratio": "--model.warmup_ratio",
         "crf_learning_rate": "--model.crf_learning_rate",

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from typing import Any, Literal
+
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping
 
 from ner_lightning.contract import PRIMARY_METRIC, PRIMARY_METRIC_GOAL
+from ner_lightning.errors import ConfigError
 
 
 class ToggleableEarlyStopping(EarlyStopping):
@@ -40,3 +45,112 @@ class ToggleableEarlyStopping(EarlyStopping):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.enabled:
             super().on_validation_end(trainer, pl_module)
+
+
+def _duration(seconds: float) -> str:
+    """`1h02m`, `3m05s` or `42s`."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class ProgressLog(L.Callback):
+    """Plain progress lines every `interval_s` seconds, for logs written to a file (job logs).
+
+    A progress bar draws only on a terminal; written to a file, a run would say nothing until it
+    ends. Each line: epoch, optimizer step / total, mean loss since the last line, subword tokens/s,
+    elapsed time, ETA, and the last `val_f1` once known. Validation reports its batches too.
+
+    Args:
+        mode: `auto` (only when stdout is not a terminal), `always` or `never`.
+        interval_s: Seconds between two lines.
+    """
+
+    def __init__(self, mode: Literal["auto", "always", "never"] = "auto", interval_s: float = 20.0) -> None:
+        super().__init__()
+        if interval_s <= 0:
+            raise ConfigError(f"must be > 0, got {interval_s}", field="progress_log.interval_s")
+        self.mode = mode
+        self.interval_s = interval_s
+        self._start = self._last = 0.0
+        self._tokens = 0
+        self._losses: list[float] = []
+
+    @property
+    def active(self) -> bool:
+        """Whether lines are written (`auto`: stdout is not a terminal)."""
+        if self.mode == "auto":
+            return not sys.stdout.isatty()
+        return self.mode == "always"
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = self._last = time.monotonic()
+        self._tokens, self._losses = 0, []
+        if self.active and trainer.is_global_zero:
+            total = int(trainer.estimated_stepping_batches)
+            self._write(f"training: {trainer.max_epochs} epoch(s), {total} optimizer steps")
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self.active or not trainer.is_global_zero:
+            return
+        mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+        if mask is not None:
+            self._tokens += int(mask.sum())
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self._losses.append(float(loss))
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._write(self._train_line(trainer, now))
+            self._last, self._tokens, self._losses = now, 0, []
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not self.active or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            total = trainer.num_val_batches[dataloader_idx] if trainer.num_val_batches else "?"
+            self._write(f"epoch {trainer.current_epoch + 1}: validating batch {batch_idx + 1}/{total}")
+            self._last = now
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.active and trainer.is_global_zero:
+            elapsed = time.monotonic() - self._start
+            self._write(
+                f"training done: {trainer.global_step} steps in {_duration(elapsed)}{self._val_f1(trainer)}"
+            )
+
+    def _train_line(self, trainer: L.Trainer, now: float) -> str:
+        total = max(int(trainer.estimated_stepping_batches), 1)
+        step = trainer.global_step
+        elapsed = now - self._start
+        eta = elapsed / step * (total - step) if step else float("nan")
+        loss = sum(self._losses) / len(self._losses) if self._losses else float("nan")
+        rate = self._tokens / max(now - self._last, 1e-9)
+        return (
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} step {step}/{total} "
+            f"({100 * step / total:.0f}%) loss {loss:.4f} tokens/s {rate:.0f} "
+            f"elapsed {_duration(elapsed)} ETA {_duration(eta) if eta == eta else '?'}{self._val_f1(trainer)}"
+        )
+
+    @staticmethod
+    def _val_f1(trainer: L.Trainer) -> str:
+        value = trainer.callback_metrics.get(PRIMARY_METRIC)
+        return f" {PRIMARY_METRIC} {float(value):.4f}" if value is not None else ""
+
+    @staticmethod
+    def _write(line: str) -> None:
+        print(f"[progress {time.strftime('%H:%M:%S')}] {line}", flush=True)

@@ -3,6 +3,10 @@
 A `LightningCLI` over `TokenClassifier` and `NerDataModule`. Values known only at run time flow by
 links, never written twice: `model.backbone` -> `data.tokenizer`, `data.label_names` ->
 `model.label_names`, `output_dir` -> the checkpoint folder and the trainer's root folder.
+
+Also: `--threads` (intra-op threads, recorded with the run), test-split scoring after `fit`
+(`--test_after_fit`), plain progress lines in job logs (`--progress_log.*`), and `test`/`predict`/
+`validate --ckpt_path` rebuilding the model and its windowing from the checkpoint alone.
 """
 
 from __future__ import annotations
@@ -10,26 +14,40 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_info
 
-from ner_lightning.callbacks import ToggleableEarlyStopping
+from ner_lightning.callbacks import ProgressLog, ToggleableEarlyStopping
 from ner_lightning.config_files import check_config_files
 from ner_lightning.console import error_boundary
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
+    ENV_MLFLOW_RUN_ID,
+    ENV_MLFLOW_TRACKING_URI,
     ONNX_DIR,
     PRIMARY_METRIC,
     PRIMARY_METRIC_GOAL,
+    TEST_SPLIT,
 )
 from ner_lightning.data.datamodule import NerDataModule
+from ner_lightning.model.heads import available_heads
 from ner_lightning.model.module import TokenClassifier
 from ner_lightning.onnx.callback import OnnxExport
-from ner_lightning.tracking import EnvMLFlowLogger
+from ner_lightning.quiet import quiet_third_party_logs
+from ner_lightning.threads import resolve_threads
+from ner_lightning.tracking import DEFAULT_ARTIFACT_DIR, DEFAULT_STORE_FILE, EnvMLFlowLogger
 from ner_lightning.validation import check_resume_checkpoint
+
+#: Data settings a checkpoint's model was trained with, reused by `test`/`predict`/`validate --ckpt_path`
+#: (the tokenizer follows `model.backbone`).
+MODEL_DATA_SETTINGS = ("max_length", "stride", "label_all_tokens")
+#: MLflow artifact of the per-type test scores table.
+TEST_TABLE_FILE = "test_entity_scores.json"
 
 #: Default job output folder (jobs always pass --output_dir).
 DEFAULT_OUTPUT_DIR = "outputs"
@@ -64,6 +82,18 @@ class SaveConfigToOutputDir(SaveConfigCallback):
         self.already_saved = trainer.strategy.broadcast(True)
 
 
+class NerArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser, whose errors about `model.head` list the available heads."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if 'key "model.head"' in message:
+            message += (
+                f"\n  Available heads: {available_heads()}; or the class path of any "
+                "ner_lightning.model.heads.TokenHead subclass (docs/heads.md)"
+            )
+        super().error(message, ex)
+
+
 class NerLightningCLI(LightningCLI):
     """LightningCLI with the job output folder, checkpointing on `val_f1`, early stopping and provenance logging."""
 
@@ -93,6 +123,46 @@ class NerLightningCLI(LightningCLI):
         parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
         parser.add_lightning_class_args(OnnxExport, "onnx_export")
         parser.link_arguments("output_dir", "onnx_export.output_dir", compute_fn=onnx_dir)
+        parser.add_lightning_class_args(ProgressLog, "progress_log")
+        parser.add_argument(
+            "--threads",
+            type=int | None,
+            default=None,
+            help="Intra-op CPU threads (default: the cores this process may use, from its affinity, cgroup "
+            "quota and OMP_NUM_THREADS); more than that warns and uses the available cores. Logged as param.",
+        )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After fit, score the best checkpoint on the test split when the dataset has one "
+            "(val_f1 stays the selection metric).",
+        )
+
+    def _subcommand_config(self) -> Any:
+        return self.config.get(self.subcommand) if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        """Set the intra-op threads, and keep the default MLflow store inside the output folder."""
+        config = self._subcommand_config()
+        self.threads, self.cores = resolve_threads(config.get("threads"))
+        torch.set_num_threads(self.threads)
+        rank_zero_info(
+            f"intra-op threads: {self.threads} (cores available: {self.cores.count}, "
+            f"limited by {self.cores.limited_by})"
+        )
+        default_tracking_store(config)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """With `test`/`predict`/`validate --ckpt_path`, the checkpoint supplies the defaults of the model
+        and of its windowing, so no `--config` is needed to score the model the training run built
+        (LightningCLI then applies the checkpoint's model hyperparameters over the config as usual)."""
+        raw = list(args) if isinstance(args, (list, tuple)) else (sys.argv[1:] if args is None else [])
+        if raw and raw[0] in ("test", "predict", "validate"):
+            defaults = checkpoint_defaults(raw)
+            if defaults:
+                self._subcommand_parsers[raw[0]].set_defaults(defaults)
+        super().parse_arguments(parser, args)
 
     def _parse_ckpt_path(self) -> None:
         """Check `--ckpt_path` (missing, empty, truncated, unsafe) before LightningCLI loads it for its hparams."""
@@ -120,6 +190,31 @@ class NerLightningCLI(LightningCLI):
         for logger in self.trainer.loggers:
             if isinstance(logger, EnvMLFlowLogger):
                 logger.log_provenance(self.config_files())
+            logger.log_hyperparams({"threads": self.threads, "cores_available": self.cores.count})
+
+    def after_fit(self) -> None:
+        """Score the test split with the best checkpoint, when there is one and `--test_after_fit` is on."""
+        if not self._subcommand_config().get("test_after_fit", True):
+            return
+        dataset = getattr(self.datamodule, "dataset", None)
+        if dataset is None or not dataset.splits.get(TEST_SPLIT):
+            rank_zero_info("the dataset has no test split: no test scores")
+            return
+        callback = self.trainer.checkpoint_callback
+        best = getattr(callback, "best_model_path", "") if callback else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
+        self._log_test_table()
+
+    def after_test(self) -> None:
+        self._log_test_table()
+
+    def _log_test_table(self) -> None:
+        scores = self.model.last_scores.get("test") if isinstance(self.model, TokenClassifier) else None
+        if scores is None:
+            return
+        for logger in self.trainer.loggers:
+            if isinstance(logger, EnvMLFlowLogger):
+                logger.log_entity_table(scores, TEST_TABLE_FILE)
 
     def before_fit(self) -> None:
         self._log_provenance()
@@ -145,9 +240,11 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> NerLightningCLI
     Returns:
         The CLI object (`.model`, `.datamodule`, `.trainer`, `.config`).
     """
+    quiet_third_party_logs()
     return NerLightningCLI(
         TokenClassifier,
         NerDataModule,
+        parser_class=NerArgumentParser,
         save_config_callback=SaveConfigToOutputDir,
         save_config_kwargs={"overwrite": True},
         seed_everything_default=42,
@@ -168,3 +265,59 @@ def main(argv: list[str]) -> int:
     # LightningCLI warns when given arguments while sys.argv has some; the boundary keeps them equal.
     cli_main(None if argv == sys.argv[1:] else argv)
     return 0
+
+
+def default_tracking_store(config: Any) -> None:
+    """Point an `EnvMLFlowLogger` without a store at `<output_dir>/mlruns.db` (not the working folder).
+
+    Left alone when the environment names the store or the run (`MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID`)
+    or the config sets `tracking_uri`.
+    """
+    if os.environ.get(ENV_MLFLOW_TRACKING_URI) or os.environ.get(ENV_MLFLOW_RUN_ID):
+        return
+    trainer = config.get("trainer") or {}
+    loggers = trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        class_path = getattr(logger, "class_path", None) or (
+            logger.get("class_path") if isinstance(logger, dict) else None
+        )
+        if class_path not in (
+            f"{EnvMLFlowLogger.__module__}.{EnvMLFlowLogger.__qualname__}",
+            "EnvMLFlowLogger",
+        ):
+            continue
+        init_args = logger["init_args"]
+        if init_args.get("tracking_uri"):
+            continue
+        folder = Path(config.get("output_dir") or DEFAULT_OUTPUT_DIR).absolute()
+        folder.mkdir(parents=True, exist_ok=True)
+        init_args["tracking_uri"] = f"sqlite:///{folder / DEFAULT_STORE_FILE}"
+        if not init_args.get("artifact_location"):
+            init_args["artifact_location"] = (folder / DEFAULT_ARTIFACT_DIR).as_uri()
+
+
+def checkpoint_defaults(args: list[str]) -> dict[str, Any]:
+    """`{"model.<arg>": value, "data.<setting>": value}` from the checkpoint `--ckpt_path` names, if any.
+
+    Args:
+        args: The subcommand's command line (`test --ckpt_path best.ckpt ...`).
+    """
+    path = None
+    for index, arg in enumerate(args):
+        if arg == "--ckpt_path" and index + 1 < len(args):
+            path = args[index + 1]
+        elif arg.startswith("--ckpt_path="):
+            path = arg.split("=", 1)[1]
+    if not path or not Path(path).is_file():
+        return {}
+    try:
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # Lightning reports an unreadable checkpoint itself, with its path
+        return {}
+    model = {
+        f"model.{key}": value
+        for key, value in (checkpoint.get("hyper_parameters") or {}).items()
+        if not key.startswith("_") and key != "label_names"  # labels come from the data (and are checked)
+    }
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    return {**model, **{f"data.{key}": data[key] for key in MODEL_DATA_SETTINGS if key in data}}

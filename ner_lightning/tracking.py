@@ -2,7 +2,8 @@
 
 Where the run lives is decided by the environment, never by the training code:
 `MLFLOW_RUN_ID` (set by Azure ML inside a job and by the local backend) attaches to that run;
-else `MLFLOW_TRACKING_URI` names the store; else a SQLite store `./mlruns.db` is used.
+else `MLFLOW_TRACKING_URI` names the store; else the logger's `tracking_uri` (the training command
+line sets `sqlite:///<output_dir>/mlruns.db`, so no store appears in the working folder unasked).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -33,6 +35,8 @@ from ner_lightning.errors import ConfigError
 DEFAULT_EXPERIMENT = "ner-lightning"
 #: SQLite store file (in the working directory) used when no tracking URI is given.
 DEFAULT_STORE_FILE = "mlruns.db"
+#: Artifact folder of new experiments in the training command line's default store (beside it).
+DEFAULT_ARTIFACT_DIR = "mlartifacts"
 #: Packages whose versions are logged as params `version.<package>`.
 VERSIONED_PACKAGES = ("torch", "lightning", "transformers", "ner-lightning")
 UNKNOWN_COMMIT = "unknown"
@@ -144,8 +148,11 @@ class EnvMLFlowLogger(MLFlowLogger):
         experiment_name: Experiment of a new run (default: `MLFLOW_EXPERIMENT_NAME`, else "ner-lightning").
             Ignored when attaching to `MLFLOW_RUN_ID`.
         run_name: Name of a new run (ignored when attaching to an existing run).
-        tracking_uri: Tracking store (default: `MLFLOW_TRACKING_URI`, else `sqlite:///<cwd>/mlruns.db`).
+        tracking_uri: Tracking store (default: `MLFLOW_TRACKING_URI`, else `sqlite:///<cwd>/mlruns.db`;
+            the training command line fills in `sqlite:///<output_dir>/mlruns.db`).
         tags: Extra tags of the run.
+        artifact_location: Artifact root of a newly created experiment (default: MLflow's, `./mlruns`;
+            the training command line fills in `<output_dir>/mlartifacts` with its default store).
     """
 
     def __init__(
@@ -154,6 +161,7 @@ class EnvMLFlowLogger(MLFlowLogger):
         run_name: str | None = None,
         tracking_uri: str | None = None,
         tags: dict[str, str] | None = None,
+        artifact_location: str | None = None,
     ) -> None:
         run_id = os.environ.get(ENV_MLFLOW_RUN_ID) or None
         # MLflow opens the store here (and creates a new SQLite file, which takes seconds).
@@ -163,6 +171,7 @@ class EnvMLFlowLogger(MLFlowLogger):
             tracking_uri=resolve_tracking_uri(tracking_uri),
             tags=tags,
             run_id=run_id,
+            artifact_location=artifact_location,
         )
         #: True when logging into a run someone else created (and therefore owns its lifecycle).
         self.attached = run_id is not None
@@ -185,6 +194,21 @@ class EnvMLFlowLogger(MLFlowLogger):
             self.experiment.set_tag(self.run_id, key, value)
         self.log_hyperparams(package_versions())
         self._provenance_logged = True
+
+    @rank_zero_only
+    def log_entity_table(self, scores: Any, artifact_file: str) -> None:
+        """Log per-type precision/recall/F1/support (and the micro row) as an MLflow table.
+
+        Args:
+            scores: An `ner_lightning.metrics.EntityScores`.
+            artifact_file: Artifact name of the table, e.g. `test_entity_scores.json`.
+        """
+        rows = [(name, s.precision, s.recall, s.f1, s.support) for name, s in sorted(scores.per_type.items())]
+        support = sum(row[4] for row in rows)
+        rows.append(("micro", scores.precision, scores.recall, scores.f1, support))
+        columns = ("type", "precision", "recall", "f1", "support")
+        table = {column: [row[i] for row in rows] for i, column in enumerate(columns)}
+        self.experiment.log_table(self.run_id, data=table, artifact_file=artifact_file)
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:

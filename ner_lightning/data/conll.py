@@ -83,6 +83,20 @@ def read_conll(path: str | Path, *, tag_column: int = -1, token_column: int | No
                         field=f"{name}_column",
                         fix=f"pass a {name} column between 0 and {expected_columns - 1}",
                     )
+            # A label-first file read with the default tag column: name the column mistake, not the scheme.
+            looks_like_tag = [
+                f.strip() == "O" or (f.strip()[1:2] == "-" and f.strip()[:1] in "BIESLU") for f in fields
+            ]
+            if not looks_like_tag[tag_index] and any(looks_like_tag):
+                found = looks_like_tag.index(True)
+                raise DataError(
+                    f"tag column {tag_index} holds {fields[tag_index].strip()!r}, which is not a tag, while "
+                    f"column {found} holds {fields[found].strip()!r}, which is one",
+                    path=path,
+                    line=number,
+                    field="tag_column",
+                    fix=f"pass --tag-column {found} (label-first files such as the MIT corpora need --tag-column 0)",
+                )
         if len(fields) != expected_columns:
             raise DataError(
                 f"line has {len(fields)} columns but the file's first word line has {expected_columns} columns",

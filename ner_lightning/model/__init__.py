@@ -1,1 +1,1 @@
-"""Model pieces: backbone loading, emission head, IOB2-constrained CRF and the LightningModule."""
+"""Model pieces: backbone loading, heads (softmax, CRF, your own), IOB2-constrained CRF and the LightningModule."""

@@ -6,9 +6,9 @@ row sits at step `k` and the mask is a prefix of True values, as pytorch-crf req
 
 Training uses the unconstrained likelihood (pytorch-crf's). Decoding replaces the scores of moves
 that strict IOB2 forbids (`O -> I-X`, `B-X -> I-Y`, a sentence starting with `I-X`) by
-`DISALLOWED_SCORE`, so the decoded path is always valid IOB2. The allowed masks are buffers, and
-`constrained_scores()` returns the scores actually decoded with, so the ONNX predictor's numpy
-Viterbi (`ner_lightning/onnx/viterbi.py`) reproduces this decode exactly.
+`DISALLOWED_SCORE`, so the decoded path is always valid IOB2. The allowed masks are buffers;
+decoding itself is the numpy Viterbi (`ner_lightning/onnx/viterbi.py`, registered as decoder
+`crf_viterbi` in `ner_lightning.decoding`), shared by training-time evaluation and the ONNX predictor.
 """
 
 from __future__ import annotations
@@ -132,59 +132,3 @@ class IOB2CRF(CRF):
         log_likelihood = self(steps.values, tags, mask=mask, reduction="none")
         weights = has_words.to(log_likelihood.dtype)
         return -(log_likelihood * weights).sum() / weights.sum().clamp(min=1.0)
-
-    def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Best tag path per row over left-aligned steps, with the decode-time scores.
-
-        Same algorithm and operation order as pytorch-crf's `_viterbi_decode` (and the numpy replay).
-
-        Args:
-            emissions: `[B, W, L]` left-aligned emissions.
-            mask: `[B, W]` bool, a prefix of True values per row.
-
-        Returns:
-            `[B, W]` tag ids, -1 past each row's length.
-        """
-        transitions, start, end = self.constrained_scores()
-        batch, width, _ = emissions.shape
-        lengths = mask.long().sum(dim=1)
-        result = torch.full((batch, width), -1, dtype=torch.long, device=emissions.device)
-        if width == 0:
-            return result
-        score = start + emissions[:, 0]
-        history = []
-        for step in range(1, width):
-            candidates = score.unsqueeze(2) + transitions + emissions[:, step].unsqueeze(1)
-            best, indices = candidates.max(dim=1)
-            score = torch.where(mask[:, step].unsqueeze(1), best, score)
-            history.append(indices)
-        score = score + end
-        best_last = score.argmax(dim=1)
-        for row in range(batch):
-            length = int(lengths[row])
-            if length == 0:
-                continue
-            tag = int(best_last[row])
-            path = [tag]
-            for back in reversed(history[: length - 1]):
-                tag = int(back[row, tag])
-                path.append(tag)
-            result[row, :length] = torch.tensor(path[::-1], dtype=torch.long)
-        return result
-
-    def decode_words(self, emissions: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
-        """Decoded tag id at every word position of the subword grid.
-
-        Args:
-            emissions: `[B, T, L]` subword emissions.
-            word_mask: `[B, T]` bool, True at the first subword of each word.
-
-        Returns:
-            `[B, T]` tag ids at word positions, -1 elsewhere.
-        """
-        steps = gather_words(emissions, word_mask)
-        paths = self.viterbi(steps.values, steps.mask)
-        result = torch.full(word_mask.shape, -1, dtype=torch.long, device=emissions.device)
-        rows = torch.arange(word_mask.size(0), device=emissions.device)[:, None].expand_as(steps.positions)
-        result[rows[steps.mask], steps.positions[steps.mask]] = paths[steps.mask]
-        return result

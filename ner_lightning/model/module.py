@@ -1,7 +1,8 @@
 """`TokenClassifier`: the LightningModule that owns loss, metrics, logging and optimisation.
 
-The network pieces are plain modules: the backbone (`backbone.py`), the emission head
-(`heads.py`) and the optional IOB2-constrained CRF (`crf.py`). Batches follow the contract in
+The network pieces are plain modules: the backbone (`backbone.py`) and a head (`heads.py`: softmax,
+IOB2-constrained CRF, or any `TokenHead`), which owns its scores, loss, decoder and optimizer
+groups; decoding goes through `ner_lightning.decoding` like the ONNX predictor's. Batches follow the contract in
 docs/architecture.md; evaluation reads predictions only at owned words, so a sentence split into
 several windows still gets exactly one prediction per word.
 """
@@ -10,27 +11,39 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch.nn import functional as F
-from transformers import get_linear_schedule_with_warmup
+from torch import nn
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
 
 from ner_lightning.contract import PRIMARY_METRIC, TEST_F1, TRAIN_LOSS, VAL_PRECISION, VAL_RECALL
+from ner_lightning.decoding import decode_words
 from ner_lightning.errors import ModelError
 from ner_lightning.metrics import EntityF1, EntityScores
 from ner_lightning.model.backbone import load_backbone
-from ner_lightning.model.crf import IOB2CRF
-from ner_lightning.model.heads import EmissionHead
+from ner_lightning.model.heads import IGNORE_INDEX, CRFHead, TokenHead, resolve_head, split_decay
 from ner_lightning.validation import check_model_arguments, checkpoint_load_problem
 
 #: Key of the self-description every ner-lightning checkpoint carries.
 CHECKPOINT_KEY = "ner_lightning"
-CHECKPOINT_FORMAT_VERSION = 1
-IGNORE_INDEX = -100
+#: 2: the head is recorded as `head` (`{"class_path", "init_args"}`); 1: `use_crf` (read and mapped).
+CHECKPOINT_FORMAT_VERSION = 2
+SUPPORTED_CHECKPOINT_FORMATS = (1, 2)
+#: Learning-rate schedules after the warm-up (`model.lr_schedule`).
+LR_SCHEDULES = {
+    "linear": get_linear_schedule_with_warmup,
+    "cosine": get_cosine_schedule_with_warmup,
+    "constant": get_constant_schedule_with_warmup,
+}
 
 # Set while restoring a checkpoint: the backbone is rebuilt from this config instead of loaded.
 _RESTORE_BACKBONE_CONFIG: ContextVar[dict[str, Any] | None] = ContextVar(
@@ -44,22 +57,27 @@ def _metric_name_part(entity_type: str) -> str:
 
 
 class TokenClassifier(L.LightningModule):
-    """Transformer encoder + emission head (+ optional CRF) for IOB2 named-entity tagging.
+    """Transformer encoder + a head (softmax, CRF or your own `TokenHead`) for IOB2 named-entity tagging.
 
     Args:
         backbone: Pretrained encoder: local folder, `pkg:<package>/<folder>` or hub name (also the tokenizer).
         label_names: Ordered label list, `O` first (linked from the data module; never set in YAML).
-        use_crf: Put a linear-chain CRF over the words (IOB2-constrained decoding) instead of per-word argmax.
-        dropout: Dropout on the encoder output before the emission head.
+        head: The head: a name (`softmax`, `crf`), a class path, or `{class_path, init_args}` of a
+            `ner_lightning.model.heads.TokenHead` subclass. Default: `softmax` (`crf` with use_crf).
+        use_crf: Deprecated (old configs): true means `head: crf`; false means `head: softmax` unless a
+            head is given.
+        dropout: Dropout on the encoder output before the head.
         learning_rate: Peak AdamW learning rate of the backbone and the head.
-        crf_learning_rate: Peak learning rate of the CRF transition scores (they need a larger one).
+        crf_learning_rate: Deprecated alias of the CRF head's `transition_learning_rate` (overrides it when set).
         weight_decay: AdamW weight decay (not applied to biases, LayerNorm weights and CRF scores).
+        lr_schedule: Learning rate after the warm-up: `linear` decay to 0, `cosine` decay to 0, or `constant`.
         warmup_ratio: Fraction of the training steps spent warming the learning rate up linearly from 0.
+        warmup_steps: Warm-up length in optimizer steps; when set it replaces warmup_ratio.
         strict_iob2: Score entities in strict IOB2 mode instead of conlleval-compatible.
         init_checkpoint: A ner-lightning checkpoint (`.ckpt`) whose model weights initialise this
             model before it first runs (e.g. continue from a previous final training with a lower
             learning rate). Weights only: the optimizer, learning-rate schedule, epoch and step
-            counters start fresh. Its label list, CRF on/off and backbone architecture must equal
+            counters start fresh. Its label list, head and backbone architecture must equal
             this model's. Loaded (safely, weights only) in `setup`, so building the model never reads
             it; a checkpoint the trainer restores (`--ckpt_path` resume, `load_from_checkpoint`)
             always wins over it.
@@ -69,12 +87,15 @@ class TokenClassifier(L.LightningModule):
         self,
         backbone: str,
         label_names: list[str],
-        use_crf: bool = False,
+        head: TokenHead | str | None = None,
+        use_crf: bool | None = None,
         dropout: float = 0.1,
         learning_rate: float = 5e-5,
-        crf_learning_rate: float = 5e-3,
+        crf_learning_rate: float | None = None,
         weight_decay: float = 0.01,
+        lr_schedule: Literal["linear", "cosine", "constant"] = "linear",
         warmup_ratio: float = 0.1,
+        warmup_steps: int | None = None,
         strict_iob2: bool = False,
         init_checkpoint: str | None = None,
     ) -> None:
@@ -88,14 +109,28 @@ class TokenClassifier(L.LightningModule):
         if not 0.0 <= warmup_ratio < 1.0:
             raise ModelError(f"must be in [0, 1), got {warmup_ratio}", field="model.warmup_ratio")
         check_model_arguments(label_names, dropout, learning_rate, crf_learning_rate, weight_decay)
-        self.save_hyperparameters()
+        if warmup_steps is not None and warmup_steps < 0:
+            raise ModelError(f"must be >= 0, got {warmup_steps}", field="model.warmup_steps")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ModelError(
+                f"unknown schedule {lr_schedule!r}",
+                field="model.lr_schedule",
+                fix=f"use one of {', '.join(LR_SCHEDULES)}",
+            )
+        self.save_hyperparameters(ignore=["head", "use_crf"])
         self.label_names = list(label_names)
         self.backbone = load_backbone(backbone, _RESTORE_BACKBONE_CONFIG.get())
         self._backbone_takes_token_types = (
             "token_type_ids" in inspect.signature(self.backbone.forward).parameters
         )
-        self.head = EmissionHead(self.backbone.config.hidden_size, len(self.label_names), dropout)
-        self.crf = IOB2CRF(self.label_names) if use_crf else None
+        self.dropout = nn.Dropout(dropout)
+        self.head = build_head(
+            head, use_crf, crf_learning_rate, self.backbone.config.hidden_size, self.label_names
+        )
+        # Recorded resolved (in the checkpoint and in the hyperparameters the logger records), so
+        # checkpoints and `test --ckpt_path` rebuild exactly this head.
+        self.hparams["head"] = self.head.spec()
+        self._hparams_initial["head"] = self.head.spec()
         self.val_metric = EntityF1(self.label_names, strict=strict_iob2)
         self.test_metric = EntityF1(self.label_names, strict=strict_iob2)
         #: Scores of the last finished validation / test epoch (None before the first).
@@ -121,26 +156,40 @@ class TokenClassifier(L.LightningModule):
         if token_type_ids is not None and self._backbone_takes_token_types:
             inputs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**inputs).last_hidden_state
-        return self.head(hidden)
+        return self.head(self.dropout(hidden))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Emissions of a batch dict."""
         return self.emissions(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
 
+    @property
+    def crf(self) -> nn.Module | None:
+        """The CRF layer of a CRF head, else None."""
+        return self.head.crf if isinstance(self.head, CRFHead) else None
+
     def loss(self, emissions: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Token cross-entropy (ignoring -100) or the CRF negative log-likelihood over words."""
-        labels = batch["labels"]
-        if self.crf is not None:
-            word_mask = (batch["word_index"] >= 0) & (labels != IGNORE_INDEX)
-            return self.crf.word_nll(emissions, labels, word_mask)
-        return F.cross_entropy(emissions.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+        """The head's loss of a batch."""
+        return self.head.loss(emissions, batch["labels"], batch["word_index"] >= 0)
 
     def decode(self, emissions: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Predicted label id at every word position `[B, T]` (-1 elsewhere)."""
-        word_mask = batch["word_index"] >= 0
-        if self.crf is not None:
-            return self.crf.decode_words(emissions, word_mask)
-        return torch.where(word_mask, emissions.argmax(dim=-1), torch.full_like(batch["word_index"], -1))
+        return self.decode_words(emissions, batch["word_index"] >= 0)
+
+    @torch.no_grad()
+    def decode_words(self, emissions: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+        """Decode the first-subword positions `word_mask` with the head's decoder (the predictor's code).
+
+        Args:
+            emissions: `[B, T, L]` head scores.
+            word_mask: `[B, T]` bool, True at the first subword of each word.
+
+        Returns:
+            `[B, T]` label ids at word positions, -1 elsewhere (on the scores' device).
+        """
+        ids = decode_words(
+            emissions.detach().float().cpu().numpy(), word_mask.cpu().numpy(), self.head.decoder()
+        )
+        return torch.from_numpy(ids).to(emissions.device)
 
     # --- steps -----------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -234,32 +283,22 @@ class TokenClassifier(L.LightningModule):
 
     # --- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW (no decay on biases/LayerNorm/CRF) with linear warmup then linear decay, stepped per batch."""
-        decay, no_decay = [], []
-        for name, parameter in [*self.backbone.named_parameters(), *self.head.named_parameters()]:
-            if not parameter.requires_grad:
-                continue
-            lowered = name.lower()
-            (
-                no_decay
-                if name.endswith("bias") or "layernorm" in lowered or "layer_norm" in lowered
-                else decay
-            ).append(parameter)
+        """AdamW (no decay on biases/LayerNorm; the head's own groups) with warm-up then `lr_schedule`, per step."""
+        decay, no_decay = split_decay(list(self.backbone.named_parameters()))
         groups = [
             {"params": decay, "weight_decay": self.hparams.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
+            *self.head.parameter_groups(self.hparams.weight_decay),
         ]
-        if self.crf is not None:
-            groups.append(
-                {
-                    "params": list(self.crf.parameters()),
-                    "weight_decay": 0.0,
-                    "lr": self.hparams.crf_learning_rate,
-                }
-            )
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.learning_rate)
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hparams.learning_rate)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(total * self.hparams.warmup_ratio), total)
+        warmup = self.hparams.get("warmup_steps")
+        warmup = int(total * self.hparams.warmup_ratio) if warmup is None else min(int(warmup), total)
+        schedule = LR_SCHEDULES[self.hparams.get("lr_schedule", "linear")]
+        if schedule is get_constant_schedule_with_warmup:
+            scheduler = schedule(optimizer, warmup)
+        else:
+            scheduler = schedule(optimizer, warmup, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --- checkpoints -----------------------------------------------------------------------------
@@ -286,7 +325,7 @@ class TokenClassifier(L.LightningModule):
 
         Raises:
             ModelError: The file is missing, cannot be loaded safely, is not a ner-lightning
-                checkpoint, or its labels, CRF on/off or backbone architecture differ from this model's.
+                checkpoint, or its labels, head or backbone architecture differ from this model's.
         """
         path = Path(path)
         checkpoint = _read_checkpoint(path, "cpu", field="model.init_checkpoint")
@@ -300,13 +339,13 @@ class TokenClassifier(L.LightningModule):
                 field="model.init_checkpoint",
                 fix=f"use a checkpoint trained on the same label set (the dataset's labels.json), {drop}",
             )
-        if bool(meta["use_crf"]) != (self.crf is not None):
+        theirs, ours = meta["head"]["class_path"], self.head.spec()["class_path"]
+        if theirs != ours:
             raise ModelError(
-                f"cannot initialise from this checkpoint: it has use_crf={bool(meta['use_crf'])}, "
-                f"this model has use_crf={self.crf is not None}",
+                f"cannot initialise from this checkpoint: it has head {theirs}, this model has head {ours}",
                 path=path,
                 field="model.init_checkpoint",
-                fix=f"set --model.use_crf {str(bool(meta['use_crf'])).lower()} to match the checkpoint, {drop}",
+                fix=f"set --model.head {theirs} to match the checkpoint, {drop}",
             )
         differences = _architecture_differences(meta["backbone_config"], self.backbone.config.to_dict())
         if differences:
@@ -336,7 +375,7 @@ class TokenClassifier(L.LightningModule):
             "label_names": list(self.label_names),
             "backbone": self.hparams.backbone,
             "backbone_config": self.backbone.config.to_dict(),
-            "use_crf": self.crf is not None,
+            "head": self.head.spec(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -348,6 +387,13 @@ class TokenClassifier(L.LightningModule):
                 f"the checkpoint was trained on labels {meta['label_names']}, the data has {self.label_names}",
                 field="label_names",
                 fix="resume with the dataset the checkpoint was trained on (or its labels.json)",
+            )
+        theirs, ours = meta["head"]["class_path"], self.head.spec()["class_path"]
+        if theirs != ours:
+            raise ModelError(
+                f"the checkpoint has head {theirs}, this model has head {ours}",
+                field="model.head",
+                fix=f"set --model.head {theirs} (or drop --config so the checkpoint's own settings apply)",
             )
 
     @classmethod
@@ -373,10 +419,11 @@ class TokenClassifier(L.LightningModule):
             k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k in accepted
         }
         hyper_parameters.update(
-            backbone=meta["backbone"], label_names=list(meta["label_names"]), use_crf=meta["use_crf"]
+            backbone=meta["backbone"], label_names=list(meta["label_names"]), head=meta["head"], use_crf=None
         )
         # The weights come from this file; the one it was initialised from may be long gone.
         hyper_parameters.pop("init_checkpoint", None)
+        hyper_parameters.pop("crf_learning_rate", None)
         token = _RESTORE_BACKBONE_CONFIG.set(dict(meta["backbone_config"]))
         try:
             model = cls(**hyper_parameters)
@@ -385,6 +432,43 @@ class TokenClassifier(L.LightningModule):
         model.load_state_dict(checkpoint["state_dict"])
         model.eval()
         return model
+
+
+def build_head(
+    head: TokenHead | str | Mapping[str, Any] | None,
+    use_crf: bool | None,
+    crf_learning_rate: float | None,
+    hidden_size: int,
+    label_names: list[str],
+) -> TokenHead:
+    """Resolve, build and check a head: its scores must be `[B, T, num_labels]` and its decoder must decode them.
+
+    Raises:
+        ModelError: The head is unknown, does not implement `TokenHead`, or its outputs do not fit.
+    """
+    resolved = resolve_head(head, use_crf)
+    if crf_learning_rate is not None and isinstance(resolved, CRFHead):
+        resolved.transition_learning_rate = crf_learning_rate
+    name = type(resolved).__qualname__
+    fix = "implement build/forward as ner_lightning.model.heads.TokenHead documents (see docs/heads.md)"
+    try:
+        resolved.build(hidden_size, label_names)
+        with torch.no_grad():
+            scores = resolved(torch.zeros(1, 3, hidden_size))
+    except NotImplementedError as error:
+        raise ModelError(
+            f"head {name} does not implement the TokenHead interface", field="model.head", fix=fix
+        ) from error
+    if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (1, 3, len(label_names)):
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ModelError(
+            f"head {name} returns {shape} for hidden states of shape (1, 3, {hidden_size}); "
+            f"a head returns one score per label: (1, 3, {len(label_names)})",
+            field="model.head",
+            fix=fix,
+        )
+    resolved.spec()  # a head that cannot describe itself is refused here, not at the first checkpoint
+    return resolved
 
 
 def _read_checkpoint(
@@ -454,17 +538,44 @@ def _checkpoint_meta(checkpoint: Any, where: str) -> dict[str, Any]:
     if not isinstance(meta, dict) or "state_dict" not in checkpoint:
         raise ModelError("not a ner-lightning checkpoint (no 'ner_lightning' section)", path=where, fix=fix)
     version = meta.get("format_version")
-    if version != CHECKPOINT_FORMAT_VERSION:
+    if version not in SUPPORTED_CHECKPOINT_FORMATS:
         raise ModelError(
-            f"checkpoint format version {version!r} is not supported (expected {CHECKPOINT_FORMAT_VERSION})",
+            f"checkpoint format version {version!r} is not supported (this version reads "
+            f"{', '.join(map(str, SUPPORTED_CHECKPOINT_FORMATS))})",
             path=where,
             field="ner_lightning.format_version",
             fix="load it with the ner-lightning version that wrote it",
         )
-    missing = [key for key in ("label_names", "backbone", "backbone_config", "use_crf") if key not in meta]
+    required = ("label_names", "backbone", "backbone_config", "use_crf" if version == 1 else "head")
+    missing = [key for key in required if key not in meta]
     if missing:
         raise ModelError(f"checkpoint section 'ner_lightning' lacks {missing}", path=where, fix=fix)
-    return meta
+    if version == 1:
+        _upgrade_format_1(checkpoint)
+    return checkpoint[CHECKPOINT_KEY]
+
+
+def _upgrade_format_1(checkpoint: dict[str, Any]) -> None:
+    """Rewrite a format-1 checkpoint (`use_crf`, CRF at `crf.*`) in place into format 2 (a head spec)."""
+    meta = checkpoint[CHECKPOINT_KEY]
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if meta["use_crf"]:
+        rate = hparams.get("crf_learning_rate")
+        head = {"class_path": f"{CRFHead.__module__}.CRFHead", "init_args": {"constrained": True}}
+        head["init_args"]["transition_learning_rate"] = 5e-3 if rate is None else rate
+    else:
+        head = {"class_path": f"{CRFHead.__module__}.SoftmaxHead", "init_args": {"label_smoothing": 0.0}}
+    checkpoint[CHECKPOINT_KEY] = {
+        **{k: v for k, v in meta.items() if k != "use_crf"},
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "head": head,
+    }
+    state = checkpoint["state_dict"]
+    for key in [k for k in state if k.startswith("crf.")]:
+        state[f"head.{key}"] = state.pop(key)
+    if isinstance(hparams, dict):
+        hparams.pop("use_crf", None)
+        hparams["head"] = head
 
 
 __all__ = ["CHECKPOINT_KEY", "TokenClassifier"]

@@ -342,6 +342,9 @@ def _report_metrics(report: dict[str, Any]) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `ner-convert` / `python -m ner_lightning.onnx.convert`; returns the exit code."""
     args = build_parser().parse_args(argv)
+    from ner_lightning.quiet import quiet_third_party_logs
+
+    quiet_third_party_logs()
     try:
         report = convert(
             args.input,

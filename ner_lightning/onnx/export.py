@@ -1,9 +1,11 @@
 """Export a `TokenClassifier` to an ONNX model folder that alone reproduces its predictions.
 
-The graph covers the backbone and the emission head (`TokenClassifier.emissions`) with dynamic
-batch and sequence axes. pytorch-crf's Viterbi loop is not exportable, so the CRF's decode-time
-inputs (transition, start and end scores and the IOB2 allowed masks) go into `ner_model.json`,
-where the numpy Viterbi of the predictor reads them.
+The graph covers the backbone and the head's scores (`TokenClassifier.emissions`) with dynamic
+batch and sequence axes. Decoding is not in the graph: `ner_model.json` names the head's decoder
+and its arguments (`decoder`: e.g. `crf_viterbi` with the CRF scores and IOB2 masks), which the
+torch-free predictor rebuilds from `ner_lightning.decoding`. An export whose graph the predictor
+could not decode (scores of the wrong shape, an unregistered decoder, a decode that differs from
+the model's) is refused here, not at serving time.
 
 The folder (`model.onnx`, tokenizer files, `labels.json`, `ner_model.json`) is written into a
 temporary sibling folder and renamed into place, so a failed export leaves nothing behind.
@@ -38,7 +40,8 @@ from ner_lightning.contract import (
 from ner_lightning.errors import ExportError, ModelError
 
 #: Version of the `ner_model.json` layout; readers refuse versions they do not know.
-METADATA_FORMAT_VERSION = 1
+#: 2 adds `head` and `decoder` (format 1 folders carry `use_crf`/`crf` only; both are still read).
+METADATA_FORMAT_VERSION = 2
 #: Name of the graph output.
 OUTPUT_NAME = "emissions"
 #: Largest |PyTorch - ONNX| emission difference an export accepts as the same function.
@@ -78,28 +81,63 @@ def uses_token_type_ids(model: nn.Module, tokenizer: Any) -> bool:
     return config is None or getattr(config, "type_vocab_size", 0) > 0
 
 
-def crf_metadata(crf: Any) -> dict[str, Any]:
-    """The `crf` section of `ner_model.json`: raw scores, IOB2 allowed masks and the penalty of disallowed moves."""
-    from ner_lightning.model.crf import DISALLOWED_SCORE
+def head_metadata(model: nn.Module, num_labels: int) -> dict[str, Any]:
+    """The head's entries of `ner_model.json`: `head` (its spec), `decoder` (name and arguments) and,
+    for readers of format 1, `use_crf` and `crf`.
 
-    constrained = bool(getattr(crf, "constrained", True))
-    size = crf.num_tags
+    Raises:
+        ExportError: The head names a decoder the predictor does not have, or its arguments do not fit.
+    """
+    from ner_lightning.decoding import build_decoder
 
-    def mask(name: str, shape: tuple[int, ...]) -> list[Any]:
-        if not constrained:
-            return np.ones(shape, dtype=bool).tolist()
-        return getattr(crf, name).detach().cpu().numpy().astype(bool).tolist()
-
+    head = model.head
+    decoder = {"name": head.decoder_name, "args": head.decoder_args()}
+    try:
+        build_decoder(decoder["name"], decoder["args"], num_labels)
+    except ModelError as error:
+        raise ExportError(
+            f"the predictor cannot decode head {type(head).__qualname__}: {error.message}",
+            field="model.head",
+            fix=error.fix,
+        ) from error
+    use_crf = decoder["name"] == "crf_viterbi"
     return {
-        "transitions": crf.transitions.detach().cpu().float().numpy().tolist(),
-        "start_transitions": crf.start_transitions.detach().cpu().float().numpy().tolist(),
-        "end_transitions": crf.end_transitions.detach().cpu().float().numpy().tolist(),
-        "allowed_transitions": mask("allowed_transitions", (size, size)),
-        "allowed_start": mask("allowed_start", (size,)),
-        "allowed_end": mask("allowed_end", (size,)),
-        "disallowed_score": DISALLOWED_SCORE,
-        "constrained": constrained,
+        "head": head.spec(),
+        "decoder": decoder,
+        "use_crf": use_crf,
+        "crf": decoder["args"] if use_crf else None,
     }
+
+
+def check_decoding(model: nn.Module, scores: np.ndarray, graph_output: np.ndarray, metadata: dict) -> None:
+    """Refuse an export the predictor could not decode as the model does.
+
+    The graph's output must be `[batch, sequence, num_labels]`, and the decoder rebuilt from the
+    JSON metadata (as `OnnxTagger` rebuilds it) must decode the model's scores exactly as the model does.
+
+    Raises:
+        ExportError: Either does not hold.
+    """
+    from ner_lightning.decoding import decode_words, decoder_from_metadata
+
+    name = type(model.head).__qualname__
+    if graph_output.ndim != 3 or graph_output.shape[-1] != len(model.label_names):
+        raise ExportError(
+            f"head {name}'s graph outputs shape {graph_output.shape}; the predictor decodes "
+            f"[batch, sequence, {len(model.label_names)}] scores",
+            field="model.head",
+            fix="return one score per label and subword from the head's forward",
+        )
+    decoder = decoder_from_metadata(json.loads(json.dumps(metadata)), len(model.label_names))
+    word_mask = np.ones(scores.shape[:2], dtype=bool)
+    ours = decode_words(scores, word_mask, decoder)
+    theirs = model.decode_words(torch.from_numpy(scores), torch.from_numpy(word_mask)).numpy()
+    if not np.array_equal(ours, theirs):
+        raise ExportError(
+            f"head {name}: the decoder rebuilt from ner_model.json decodes differently from the model",
+            field="model.head",
+            fix="make decoder_args() return every value the decoder needs, JSON-ready",
+        )
 
 
 def provenance(data_dir: str | Path | None = None) -> dict[str, Any]:
@@ -245,15 +283,22 @@ def export_onnx(
         with torch.no_grad():
             expected = graph(**inputs).numpy()
         got = session.run(None, {k: v.numpy() for k, v in inputs.items() if k in graph_inputs})[0]
+        if got.shape != expected.shape:
+            raise ExportError(
+                f"the exported graph outputs shape {got.shape}, PyTorch {expected.shape}",
+                field="model.head",
+                fix="the head's forward must trace to the same shape (avoid Python control flow on sizes)",
+            )
         difference = float(np.abs(expected - got).max())
         if not difference <= EXPORT_ATOL:
             raise ExportError(
                 f"the exported graph differs from PyTorch by {difference:.2e} (> {EXPORT_ATOL})",
                 fix="report this backbone; try another opset",
             )
+        heads = head_metadata(model, len(label_names))
+        check_decoding(model, expected, got, heads)
         tokenizer.save_pretrained(str(staging))
         (staging / LABELS_FILE).write_text(json.dumps(label_names, indent=2) + "\n", encoding="utf-8")
-        crf = getattr(model, "crf", None)
         prefix_ids, suffix_ids = special_token_layout(tokenizer)
         metadata = {
             "format_version": METADATA_FORMAT_VERSION,
@@ -266,8 +311,7 @@ def export_onnx(
             "label_all_tokens": bool(label_all_tokens),
             "label_scheme": "IOB2",
             "labels": label_names,
-            "use_crf": crf is not None,
-            "crf": crf_metadata(crf) if crf is not None else None,
+            **heads,
             "input_names": graph_inputs,
             "output_name": OUTPUT_NAME,
             "opset": opset,

@@ -3,7 +3,8 @@
 Serving needs only onnxruntime, the `tokenizers` library and numpy (this module must never import
 torch or transformers; a test checks `sys.modules`). Inputs are cut into the same word-aligned
 windows as in training (`ner_lightning.data.windows`), the emissions of each window's words are
-decoded (numpy Viterbi with the IOB2-constrained CRF scores from `ner_model.json`, else argmax),
+decoded by the decoder `ner_model.json` names (`ner_lightning.decoding`: the same code as in
+training-time evaluation, e.g. the numpy Viterbi with the IOB2-constrained CRF scores, or argmax),
 and every word takes its tag from the window that owns it.
 """
 
@@ -20,8 +21,8 @@ import numpy as np
 
 from ner_lightning.contract import LABELS_FILE, MODEL_METADATA_FILE, ONNX_MODEL_FILE
 from ner_lightning.data.windows import NO_WORD, Window, make_windows, merge_owned
+from ner_lightning.decoding import decode_words, decoder_from_metadata
 from ner_lightning.errors import ModelError
-from ner_lightning.onnx.viterbi import CrfScores, argmax_decode, viterbi_decode
 from ner_lightning.tags import extract_entities, split_tag
 
 #: Tokenizer file the predictor loads (written by `save_pretrained` of every fast tokenizer).
@@ -193,9 +194,7 @@ class OnnxTagger:
                 path=self.model_dir / LABELS_FILE,
                 fix="use the labels.json exported with this model",
             )
-        self.crf: CrfScores | None = None
-        if self.metadata.get("use_crf"):
-            self.crf = crf_from_metadata(self.metadata, len(self.labels))
+        self.decoder = decoder_from_metadata(self.metadata, len(self.labels))
 
     # --- public API -----------------------------------------------------------------------------
     def predict(self, texts: Sequence[str]) -> list[Tagged]:
@@ -305,19 +304,11 @@ class OnnxTagger:
 
     def decode_emissions(self, windows: Sequence[Window], scores: np.ndarray) -> list[list[int]]:
         """Decode a batch's emissions over each window's first subwords (left-aligned, as in training)."""
-        positions = [[p for p, w in enumerate(window.word_index) if w != NO_WORD] for window in windows]
-        lengths = [len(p) for p in positions]
-        gathered = np.zeros((len(windows), max(lengths, default=0), scores.shape[-1]), dtype=np.float32)
-        for row, rows in enumerate(positions):
-            gathered[row, : len(rows)] = scores[row, rows]
-        paths = viterbi_decode(gathered, lengths, self.crf) if self.crf else argmax_decode(gathered, lengths)
-        results = []
-        for window, rows, path in zip(windows, positions, paths, strict=True):
-            per_position = [-1] * len(window.input_ids)
-            for position, label in zip(rows, path, strict=True):
-                per_position[position] = label
-            results.append(per_position)
-        return results
+        word_mask = np.zeros(scores.shape[:2], dtype=bool)
+        for row, window in enumerate(windows):
+            word_mask[row, : len(window.word_index)] = [w != NO_WORD for w in window.word_index]
+        ids = decode_words(scores, word_mask, self.decoder)
+        return [ids[row, : len(window.input_ids)].tolist() for row, window in enumerate(windows)]
 
     # --- helpers --------------------------------------------------------------------------------
     def _special_ids(self) -> tuple[list[int], list[int]]:
@@ -335,37 +326,3 @@ class OnnxTagger:
             if token and self.tokenizer.token_to_id(token) is not None:
                 return int(self.tokenizer.token_to_id(token))
         return 0
-
-
-def crf_from_metadata(metadata: Mapping[str, Any], num_labels: int) -> CrfScores:
-    """Decode-time CRF scores from the `crf` section of `ner_model.json`.
-
-    Raises:
-        ModelError: The section is missing or does not fit the label count.
-    """
-    section = metadata.get("crf")
-    if not isinstance(section, Mapping):
-        raise ModelError(
-            "ner_model.json says use_crf but has no crf section", field="crf", fix="re-export the model"
-        )
-    try:
-        scores = CrfScores.constrained(
-            section["transitions"],
-            section["start_transitions"],
-            section["end_transitions"],
-            section["allowed_transitions"],
-            section["allowed_start"],
-            section["allowed_end"],
-            float(section["disallowed_score"]),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelError(
-            f"the crf section is incomplete: {error}", field="crf", fix="re-export the model"
-        ) from error
-    if scores.num_tags != num_labels:
-        raise ModelError(
-            f"the CRF decodes {scores.num_tags} tags but labels.json lists {num_labels}",
-            field="crf",
-            fix="use the labels.json exported with this model",
-        )
-    return scores

@@ -154,12 +154,7 @@ class TorchTagger:
                 word_mask[row, : len(window.word_index)] = torch.tensor(
                     [w != NO_WORD for w in window.word_index]
                 )
-            if self.model.crf is not None:
-                ids = self.model.crf.decode_words(scores, word_mask)
-            else:
-                ids = torch.where(
-                    word_mask, scores.argmax(-1), torch.full_like(word_mask, -1, dtype=torch.long)
-                )
+            ids = self.model.decode_words(scores, word_mask)  # the head's decoder, as in training
             results += [ids[row, : len(window.input_ids)].tolist() for row, window in enumerate(batch)]
         return results
 

@@ -89,6 +89,7 @@ def test_all_known_parameters_are_real_cli_arguments(ctx, tmp_path):
         "backbone": str(TINY_BERT),
         "learning_rate": "0.001",
         "dropout": "0.2",
+        "head": "crf",
         "use_crf": "true",
         "batch_size": "4",
         "epochs": "2",

@@ -1,4 +1,5 @@
-"""IOB2-constrained CRF: decode equals brute force, paths are valid IOB2, subword gaps are handled."""
+"""IOB2-constrained CRF head: its decode (the shared numpy decoder) equals brute force, paths are valid
+IOB2, subword gaps are handled."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 import torch
 from torchcrf import CRF
 
+from ner_lightning.decoding import decode_words
 from ner_lightning.model.crf import IOB2CRF, gather_words
+from ner_lightning.model.heads import CRFHead
 from ner_lightning.tags import is_allowed_transition
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -21,6 +24,14 @@ def _random_crf(seed: int, constrained: bool = True) -> IOB2CRF:
         for parameter in crf.parameters():
             parameter.normal_(0.0, 2.0)
     return crf
+
+
+def _decode(crf: IOB2CRF, emissions: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+    """Decode as training and serving do: the CRF head's registered numpy decoder over the word positions."""
+    head = CRFHead(constrained=crf.constrained)
+    head.build(4, LABELS)
+    head.crf = crf
+    return torch.from_numpy(decode_words(emissions.numpy(), word_mask.numpy(), head.decoder()))
 
 
 def _brute_force(crf: IOB2CRF, emissions: torch.Tensor) -> list[int]:
@@ -54,7 +65,7 @@ def test_decode_equals_brute_force(seed: int, constrained: bool) -> None:
     emissions = torch.randn(len(lengths), max(lengths), len(LABELS), generator=generator) * 3
     mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
     with torch.no_grad():
-        paths = crf.viterbi(emissions, mask)
+        paths = _decode(crf, emissions, mask)
     for row, length in enumerate(lengths):
         expected = _brute_force(crf, emissions[row, :length])
         assert paths[row, :length].tolist() == expected
@@ -68,7 +79,7 @@ def test_constraints_override_strong_invalid_scores() -> None:
     emissions = torch.full((1, 3, len(LABELS)), -5.0)
     emissions[0, :, LABELS.index("I-PER")] = 10.0  # I-PER everywhere would be the unconstrained argmax
     with torch.no_grad():
-        path = crf.viterbi(emissions, torch.ones(1, 3, dtype=torch.bool))[0].tolist()
+        path = _decode(crf, emissions, torch.ones(1, 3, dtype=torch.bool))[0].tolist()
     tags = [LABELS[i] for i in path]
     assert _valid(tags)
     assert tags == ["B-PER", "I-PER", "I-PER"]
@@ -77,7 +88,7 @@ def test_constraints_override_strong_invalid_scores() -> None:
         unconstrained.transitions.zero_()
         unconstrained.start_transitions.zero_()
         unconstrained.end_transitions.zero_()
-        assert unconstrained.viterbi(emissions, torch.ones(1, 3, dtype=torch.bool))[0].tolist() == [2, 2, 2]
+        assert _decode(unconstrained, emissions, torch.ones(1, 3, dtype=torch.bool))[0].tolist() == [2, 2, 2]
 
 
 def test_decode_matches_pytorch_crf_without_constraints() -> None:
@@ -87,7 +98,7 @@ def test_decode_matches_pytorch_crf_without_constraints() -> None:
     emissions = torch.randn(3, 6, len(LABELS))
     mask = torch.tensor([[1] * 6, [1] * 3 + [0] * 3, [1] + [0] * 5], dtype=torch.bool)
     with torch.no_grad():
-        paths = crf.viterbi(emissions, mask)
+        paths = _decode(crf, emissions, mask)
     for row, expected in enumerate(reference.decode(emissions, mask)):
         assert paths[row, : len(expected)].tolist() == expected
 
@@ -118,8 +129,8 @@ def test_subword_gaps_do_not_change_the_likelihood_or_decode() -> None:
     dense_nll = -crf(words, tags, reduction="sum")
     assert torch.allclose(crf.word_nll(emissions, labels, word_mask), dense_nll)
     with torch.no_grad():
-        decoded = crf.decode_words(emissions, word_mask)
-        dense = crf.viterbi(words, torch.ones(1, 4, dtype=torch.bool))
+        decoded = _decode(crf, emissions, word_mask)
+        dense = _decode(crf, words, torch.ones(1, 4, dtype=torch.bool))
     assert decoded[0, word_positions].tolist() == dense[0].tolist()
     assert (decoded[0, [0, 3, 4, 6, 8]] == -1).all()
 
@@ -131,7 +142,7 @@ def test_rows_without_words_add_no_loss() -> None:
     word_mask = labels != -100
     alone = crf.word_nll(emissions[:1], labels[:1], word_mask[:1])
     assert torch.allclose(crf.word_nll(emissions, labels, word_mask), alone)
-    decoded = crf.decode_words(emissions, word_mask)
+    decoded = _decode(crf, emissions, word_mask)
     assert (decoded[1] == -1).all()
 
 

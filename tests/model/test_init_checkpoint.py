@@ -191,9 +191,11 @@ def test_label_mismatch_names_both_label_lists(parent: Parent) -> None:
     assert error.path == str(parent.best) and "labels.json" in error.fix
 
 
-def test_crf_mismatch(parent: Parent) -> None:
+def test_head_mismatch(parent: Parent) -> None:
     error = _setup_error(_model(parent.labels, parent.best, use_crf=True))
-    assert "use_crf=False" in error.message and "--model.use_crf false" in error.fix
+    assert "it has head ner_lightning.model.heads.SoftmaxHead" in error.message
+    assert "this model has head ner_lightning.model.heads.CRFHead" in error.message
+    assert "--model.head ner_lightning.model.heads.SoftmaxHead" in error.fix
 
 
 def test_backbone_architecture_mismatch_names_what_differs(parent: Parent) -> None:

@@ -60,7 +60,8 @@ def test_metrics_land_in_the_run_named_by_mlflow_run_id(
     assert tags["config_sha256.tiny.yaml"] == _sha(CONFIGS / "tiny.yaml")
     assert tags["config_sha256.sweep.yaml"] == "f" * 64
     params = logged.data.params
-    assert params["use_crf"] == "False"
+    assert params["head/class_path"] == "ner_lightning.model.heads.SoftmaxHead"
+    assert int(params["threads"]) >= 1 and int(params["cores_available"]) >= int(params["threads"])
     assert params["learning_rate"] == "0.003"
     assert {"version.torch", "version.lightning", "version.transformers", "version.ner-lightning"} <= set(
         params

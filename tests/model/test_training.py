@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ner_lightning.cli import cli_main
-from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT, PRIMARY_METRIC
+from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT
 from ner_lightning.model.module import TokenClassifier
 from tests.fixtures.tiny_backbones import TINY_BACKBONES
 from tests.fixtures.tiny_runs import TRAIN_CONFIGS, tiny_fit_args
@@ -50,9 +50,9 @@ def test_checkpoint_restores_and_resumes(tmp_path: Path, monkeypatch: pytest.Mon
     best = tmp_path / "out" / CHECKPOINT_DIR / BEST_CHECKPOINT
     checkpoint = torch.load(best, weights_only=True)  # safe loading works on our checkpoints
     meta = checkpoint["ner_lightning"]
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2
     assert meta["label_names"] == cli.datamodule.label_names
-    assert meta["use_crf"] is True
+    assert meta["head"]["class_path"] == "ner_lightning.model.heads.CRFHead"
     assert meta["backbone"] == str(TINY_BACKBONES["bert"])
     assert meta["backbone_config"]["model_type"] == "bert"
 
@@ -112,4 +112,7 @@ def test_early_stopping_is_toggled_from_the_command_line(
         fit_args(tmp_path / "b", TINY_BACKBONES["bert"], False, *common, "--trainer.max_epochs", "3")
     )
     assert off.trainer.current_epoch == 3
-    assert PRIMARY_METRIC in off.trainer.callback_metrics
+    # Validation ran every epoch; after training, fit scored the test split (the trainer's
+    # callback_metrics then hold the test metrics).
+    assert set(off.model.last_scores) == {"val", "test"}
+    assert "test_f1" in off.trainer.callback_metrics

@@ -109,6 +109,14 @@ def test_model_folder_problems_are_clear(model_dir: Path, tmp_path: Path) -> Non
         OnnxTagger(broken)
     metadata = json.loads((broken / MODEL_METADATA_FILE).read_text())
     (broken / LABELS_FILE).write_text(json.dumps(metadata["labels"]))
+    metadata["decoder"] = {"name": "beam_search", "args": {}}
+    (broken / MODEL_METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(
+        ModelError, match="unknown decoder 'beam_search'; available decoders: argmax, crf_viterbi"
+    ):
+        OnnxTagger(broken)
+    # A folder of metadata format 1 (no decoder section) decodes by use_crf and its crf section.
+    del metadata["decoder"]
     metadata["crf"] = None
     (broken / MODEL_METADATA_FILE).write_text(json.dumps(metadata))
     with pytest.raises(ModelError, match="no crf section"):
