@@ -21,6 +21,7 @@ import numpy as np
 from ner_lightning.contract import LABELS_FILE, MODEL_METADATA_FILE, ONNX_MODEL_FILE
 from ner_lightning.data.windows import NO_WORD, Window, make_windows, merge_owned
 from ner_lightning.errors import ModelError
+from ner_lightning.onnx.integrity import verify as verify_quantization_record
 from ner_lightning.onnx.viterbi import CrfScores, argmax_decode, viterbi_decode
 from ner_lightning.tags import extract_entities, split_tag
 
@@ -157,6 +158,8 @@ class OnnxTagger:
             raise ModelError(
                 f"{model_file} is missing", path=model_path, fix="re-export or re-convert the model"
             )
+        # A converted folder's recipe record is sealed to its graph; a tampered record is refused.
+        verify_quantization_record(self.metadata, model_path)
         tokenizer_path = self.model_dir / TOKENIZER_FILE
         if not tokenizer_path.is_file():
             raise ModelError(
