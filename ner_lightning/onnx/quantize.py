@@ -101,8 +101,8 @@ def optimize_graph(source: Path, target: Path, *, num_heads: int = 0, hidden_siz
 def head_node_names(model_path: Path, output_name: str = "emissions") -> list[str]:
     """Name of the matrix-product node that computes the emission head (`[]` if not found).
 
-    Walks back from the graph output through shape-preserving ops (Add of the bias, Identity) to
-    the first MatMul/Gemm.
+    Walks back from the graph output through shape-preserving ops (Add of the bias, Identity),
+    following the input another node computes, to the first MatMul/Gemm.
     """
     graph = onnx.load(str(model_path), load_external_data=False).graph
     producer = {out: node for node in graph.node for out in node.output}
@@ -113,7 +113,11 @@ def head_node_names(model_path: Path, output_name: str = "emissions") -> list[st
             return []
         if node.op_type in ("MatMul", "Gemm"):
             return [node.name]
-        name = node.input[0]
+        # The exporter may write the bias first (`Add(bias, x)`): follow the computed input.
+        computed = [i for i in node.input if i in producer]
+        if not computed:
+            return []
+        name = computed[0]
     return []
 
 
