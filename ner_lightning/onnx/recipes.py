@@ -18,7 +18,7 @@ Candidates, in the order they are tried (`search`):
 When nothing passes, `search` raises `NoRecipePassed` carrying the candidates table.
 
 The gate (`ner_lightning.onnx.gate`) judges every candidate on the same held-out sentences; the
-speed is the best of a few timed runs of one fixed batch of calibration windows, one thread.
+speed is the best CPU time of a few runs of one fixed batch of calibration windows, one thread.
 """
 
 from __future__ import annotations
@@ -219,7 +219,11 @@ class NoRecipePassed(ExportError):
 
 
 def time_graph(path: Path, feeds: Mapping[str, np.ndarray], repeats: int = 5) -> float:
-    """Best wall time in ms of `repeats` runs of one batch on one thread (after one warm-up run)."""
+    """Best CPU time in ms of `repeats` runs of one batch on one thread (after one warm-up run).
+
+    CPU time of the process, not wall time: on a shared machine other processes stretch the wall
+    clock of a run, not the work it does, and the candidates are compared by their work.
+    """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -231,9 +235,9 @@ def time_graph(path: Path, feeds: Mapping[str, np.ndarray], repeats: int = 5) ->
     session.run(None, feed)
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         session.run(None, feed)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return best * 1000.0
 
 
