@@ -249,6 +249,22 @@ def _fallback_sample() -> list[tuple[list[str], list[str]]]:
     return [(t.split(), []) for t in texts]
 
 
+def _copy_serving_files(fp32_dir: Path, folder: Path) -> None:
+    """Copy the export folder's files except the graph, metadata, report and any weight file."""
+    for item in fp32_dir.iterdir():
+        if item.is_file() and item.name not in _REWRITTEN and not item.name.endswith(_NEVER_COPIED):
+            shutil.copy2(item, folder / item.name)
+
+
+def _calibration_batches(tagger: Any, sentences: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+    """onnxruntime inputs of the sentences' windows, `_CALIBRATION_BATCH` windows a batch."""
+    windows = [w for sentence in sentences for w in tagger.windows(sentence)]
+    return [
+        tagger.batch_inputs(windows[begin : begin + _CALIBRATION_BATCH])
+        for begin in range(0, len(windows), _CALIBRATION_BATCH)
+    ]
+
+
 def convert(
     input_dir: str | Path,
     output_dir: str | Path,
@@ -380,9 +396,7 @@ def convert(
         # Candidate graphs live next to a copy of the folder's other files, so OnnxTagger serves them.
         evaluation = scratch / "candidates"
         evaluation.mkdir()
-        for item in fp32_dir.iterdir():
-            if item.is_file() and item.name not in _REWRITTEN and not item.name.endswith(_NEVER_COPIED):
-                shutil.copy2(item, evaluation / item.name)
+        _copy_serving_files(fp32_dir, evaluation)
         shutil.copy2(fp32_dir / MODEL_METADATA_FILE, evaluation / MODEL_METADATA_FILE)
 
         fused: dict[str, Any] = {}
@@ -425,11 +439,7 @@ def convert(
             )
 
         calibration_words, calibration_split = _calibration_sentences(data_dir, calibration_sentences)
-        calibration_windows = [w for sentence in calibration_words for w in fp32.windows(sentence)]
-        calibration = [
-            fp32.batch_inputs(calibration_windows[begin : begin + _CALIBRATION_BATCH])
-            for begin in range(0, len(calibration_windows), _CALIBRATION_BATCH)
-        ]
+        calibration = _calibration_batches(fp32, calibration_words)
         say(
             f"ner-convert: int8 recipe search for {target_isa} on {cpu.level} ({cpu.model}); gate on "
             f"{len(held_out)} {split} sentences, calibration on {len(calibration_words)} {calibration_split} sentences"
@@ -503,9 +513,7 @@ def convert(
             )
 
         with atomic_folder(target) as staging:
-            for item in fp32_dir.iterdir():
-                if item.is_file() and item.name not in _REWRITTEN and not item.name.endswith(_NEVER_COPIED):
-                    shutil.copy2(item, staging / item.name)
+            _copy_serving_files(fp32_dir, staging)
             shutil.copy2(chosen.path, staging / ONNX_MODEL_FILE)  # type: ignore[arg-type]
             metadata = json.loads((fp32_dir / MODEL_METADATA_FILE).read_text(encoding="utf-8"))
             metadata.update(
