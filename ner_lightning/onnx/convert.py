@@ -56,6 +56,7 @@ from ner_lightning.onnx import gate as gate_defaults
 from ner_lightning.onnx.cpu_isa import TARGET_ISAS, detect_cpu, mismatch_warning, resolve_target
 from ner_lightning.onnx.quantize import DEFAULT_OP_TYPES, QuantizeOptions, file_size_mb, optimize_graph
 from ner_lightning.onnx.recipes import (
+    DEFAULT_TARGET_DROP,
     NoRecipePassed,
     Recipe,
     format_table,
@@ -116,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=gate_defaults.DEFAULT_MIN_ENTITIES,
         help="fewest gold entities for a statistical judgement (below: judged on the point estimate, said so)",
+    )
+    gate.add_argument(
+        "--target-drop",
+        type=float,
+        default=DEFAULT_TARGET_DROP,
+        help="F1 drop the recipe search aims at (point estimate; 0.005 = half a point): slower fallbacks "
+        "are tried until a candidate reaches it",
     )
     gate.add_argument(
         "--heldout-limit", type=int, default=0, help="score only the first N held-out sentences (0: all)"
@@ -279,6 +287,7 @@ def convert(
     resamples: int = gate_defaults.DEFAULT_RESAMPLES,
     seed: int = gate_defaults.DEFAULT_SEED,
     min_entities: int = gate_defaults.DEFAULT_MIN_ENTITIES,
+    target_drop: float = DEFAULT_TARGET_DROP,
     heldout_limit: int = 0,
     calibration_sentences: int = 64,
     emission_atol: float = 1e-3,
@@ -305,6 +314,7 @@ def convert(
         resamples: Bootstrap resamples.
         seed: Bootstrap seed.
         min_entities: Fewest gold entities for a statistical judgement.
+        target_drop: F1 drop (point estimate) the recipe search aims at before it settles.
         heldout_limit: Score only the first N held-out sentences (0: all).
         calibration_sentences: Training sentences for sensitivity, static calibration and timing.
         emission_atol: Largest accepted PyTorch vs ONNX fp32 emission difference.
@@ -455,6 +465,7 @@ def convert(
                 fp32_graph=fp32_dir / ONNX_MODEL_FILE,
                 static=static_recipe(target_isa),
                 fallback=fallback,
+                target_drop=target_drop,
                 announce=say,
             )
             chosen, rows, ranking = result.chosen, result.rows(), result.ranking
@@ -475,6 +486,8 @@ def convert(
             **recipe.to_json(),
             "fp32_nodes": list(recipe.options.exclude_nodes),
             "target_isa": target_isa,
+            "target_drop": target_drop,
+            "target_met": chosen.target_met,
             "validated_on": cpu.to_json(),
             "gate": chosen.gate.to_json() if chosen.gate else None,
             "candidates": rows,
@@ -606,6 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             resamples=args.resamples,
             seed=args.seed,
             min_entities=args.min_entities,
+            target_drop=args.target_drop,
             heldout_limit=args.heldout_limit,
             calibration_sentences=args.calibration_sentences,
             emission_atol=args.emission_atol,

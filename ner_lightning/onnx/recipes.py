@@ -1,24 +1,27 @@
-"""Accuracy-aware quantization: try int8 recipes in order of expected speed, keep the fastest that passes.
+"""Accuracy-aware quantization: try int8 recipes in order of expected speed, keep the fastest good one.
 
-Candidates, in the order they are tried (`search`):
+Two bars. The gate (`ner_lightning.onnx.gate`) is the hard one: a candidate whose F1 drop is
+significantly above the tolerance is rejected. The target is what the search aims at: a
+point-estimate drop of at most `target_drop` (default half a point). Candidates, in order:
 1. Whole-graph dynamic recipes of the target ISA's preset (`preset_recipes`), all on the fused
    graph: `dynamic-pc` (per-channel weights, full 8-bit range) and `dynamic-pc-rr` (7-bit
    weights, `reduce_range`) on a VNNI/AMX/arm64 target; only `dynamic-pc-rr` on an AVX2 or
    AVX-512 target without VNNI, where full-range weights saturate int16 sums (the spirit of
    optimum's `AutoQuantizationConfig.avx2/avx512/avx512_vnni/arm64` presets). They cost the same,
-   so every one is judged and timed; the fastest that passes the gate wins, and candidates within
-   `TIE_MARGIN` of the fastest count as equally fast (then the smaller F1 drop wins).
-2. Only when none passes: mixed precision. The nodes of the most accurate tier-1 candidate are
-   ranked by their own int8 output error on training-split calibration batches
+   so every one is judged and timed.
+2. Only when none meets the target: mixed precision. The nodes of the most accurate tier-1
+   candidate are ranked by their own int8 output error on training-split calibration batches
    (`ner_lightning.onnx.sensitivity`), and the top 1, 2, 4, 8 nodes (at most half of them) are
-   kept in fp32, step by step. More fp32 nodes are slower, so the first that passes wins.
-3. Then static QDQ quantization calibrated on the same training batches (min/max ranges). It
-   comes last: onnxruntime runs QDQ transformers no faster than dynamic int8 on CPU and its fixed
-   activation scales clip the outliers of transformer activations.
-When nothing passes, `search` raises `NoRecipePassed` carrying the candidates table.
+   kept in fp32, step by step, until one meets the target (more fp32 nodes are slower).
+3. Still none: static QDQ quantization calibrated on the same training batches (min/max ranges).
+   It comes last: onnxruntime runs QDQ transformers no faster than dynamic int8 on CPU and its
+   fixed activation scales clip the outliers of transformer activations.
+Choice: the fastest candidate that meets the target (candidates within `TIE_MARGIN` of the
+fastest count as equally fast, the smaller drop then wins); when none meets it, the most accurate
+candidate the gate passed; when the gate passed none, `search` raises `NoRecipePassed` with the
+candidates table.
 
-The gate (`ner_lightning.onnx.gate`) judges every candidate on the same held-out sentences; the
-speed is the best CPU time of a few runs of one fixed batch of calibration windows, one thread.
+Speed is the best CPU time of a few runs of one fixed batch of calibration windows, one thread.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from ner_lightning.onnx.quantize import QuantizeOptions, quantize_model
 
 #: Candidates whose time is within this fraction of the fastest passing one count as equally fast.
 TIE_MARGIN = 0.05
+#: Largest point-estimate F1 drop the search aims at (absolute; 0.005 = half a point).
+DEFAULT_TARGET_DROP = 0.005
 #: Nodes kept in fp32 at the successive mixed-precision steps (capped at half the quantized nodes).
 FP32_STEPS: tuple[int, ...] = (1, 2, 4, 8)
 
@@ -133,6 +138,7 @@ class Candidate:
     ms_per_batch: float | None = None
     error: str = ""
     chosen: bool = False
+    target_met: bool = False
     path: Path | None = field(default=None, repr=False)
 
     @property
@@ -167,6 +173,7 @@ class Candidate:
             "speedup_vs_fp32": round(fp32_ms / self.ms_per_batch, 2)
             if fp32_ms and self.ms_per_batch
             else None,
+            "target_met": self.target_met,
             "chosen": self.chosen,
             "error": self.error,
         }
@@ -201,6 +208,7 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 f"{row['ms_per_batch']:.1f}" if row["ms_per_batch"] else "-",
                 f"{row['speedup_vs_fp32']:.2f}" if row["speedup_vs_fp32"] else "-",
                 row["verdict"] + (f" ({row['error']})" if row["error"] else ""),
+                "met" if row["target_met"] else "-",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -265,9 +273,10 @@ def search(
     fp32_graph: Path,
     static: Recipe | None = None,
     fallback: bool = True,
+    target_drop: float = DEFAULT_TARGET_DROP,
     announce: Callable[[str], None] = print,
 ) -> SearchResult:
-    """Try the candidates (see the module docstring) and return the fastest that passes.
+    """Try the candidates (see the module docstring) and return the fastest that meets the target.
 
     Args:
         tier1: Whole-graph recipes, all judged and timed.
@@ -277,7 +286,8 @@ def search(
         calibration: Training-split batches (sensitivity ranking, static calibration, timing batch).
         fp32_graph: The fp32 graph, timed as the speed reference.
         static: The static QDQ fallback (None: none).
-        fallback: Try mixed precision and static recipes when no tier-1 recipe passes.
+        fallback: Try mixed precision and static recipes when no tier-1 recipe meets the target.
+        target_drop: Largest point-estimate F1 drop a candidate aims at (0.005 = half a point).
         announce: Progress lines.
 
     Raises:
@@ -288,6 +298,9 @@ def search(
     candidates: list[Candidate] = []
     ranking: list[dict[str, Any]] = []
 
+    def meets(candidate: Candidate) -> bool:
+        return candidate.passed and candidate.gate.drop <= target_drop + 1e-12  # type: ignore[union-attr]
+
     def attempt(recipe: Recipe, tier: str) -> Candidate:
         candidate = Candidate(recipe, tier, path=workdir / f"candidate-{len(candidates)}.onnx")
         candidates.append(candidate)
@@ -297,6 +310,7 @@ def search(
             candidate.ms_per_batch = time_graph(candidate.path, timing_feeds)
         except ExportError as error:
             candidate.error = str(error).splitlines()[0][:200]
+        candidate.target_met = meets(candidate)
         announce(
             f"  candidate {recipe.name}: "
             + (candidate.gate.message() if candidate.gate else f"error: {candidate.error}")
@@ -310,15 +324,14 @@ def search(
 
     for recipe in tier1:
         attempt(recipe, "whole-graph")
-    passed = [c for c in candidates if c.passed]
-    if not passed and fallback:
+    if fallback and not any(c.target_met for c in candidates):
         built = [c for c in candidates if c.gate is not None]
         if built:
             base = min(built, key=lambda c: c.gate.drop).recipe  # type: ignore[union-attr]
-            passed = _mixed_precision(base, graph_for, calibration, attempt, ranking)
-        if not passed and static is not None:
-            candidate = attempt(static, "static")
-            passed = [candidate] if candidate.passed else []
+            _mixed_precision(base, graph_for, calibration, attempt, ranking)
+        if static is not None and not any(c.target_met for c in candidates):
+            attempt(static, "static")
+    passed = [c for c in candidates if c.passed]
     if not passed:
         rows = [candidate.row(fp32_ms) for candidate in candidates]
         raise NoRecipePassed(
@@ -327,9 +340,17 @@ def search(
             fp32_ms,
             fix="raise --f1-tolerance, add recipes with --recipes, or keep the fp32 model",
         )
-    fastest = min(c.ms_per_batch or float("inf") for c in passed)
-    tied = [c for c in passed if (c.ms_per_batch or float("inf")) <= fastest * (1 + TIE_MARGIN)]
-    chosen = min(tied, key=lambda c: (c.gate.drop, candidates.index(c)))  # type: ignore[union-attr]
+    on_target = [c for c in passed if c.target_met]
+    if on_target:
+        fastest = min(c.ms_per_batch or float("inf") for c in on_target)
+        tied = [c for c in on_target if (c.ms_per_batch or float("inf")) <= fastest * (1 + TIE_MARGIN)]
+        chosen = min(tied, key=lambda c: (c.gate.drop, candidates.index(c)))  # type: ignore[union-attr]
+    else:
+        # The gate accepts these, but none reaches the target: the most accurate one, then the fastest.
+        chosen = min(passed, key=lambda c: (c.gate.drop, c.ms_per_batch or float("inf")))  # type: ignore[union-attr]
+        announce(
+            f"  no candidate reached the target drop {target_drop:g}; keeping the most accurate that passed"
+        )
     chosen.chosen = True
     return SearchResult(chosen, candidates, fp32_ms, ranking)
 
@@ -340,19 +361,17 @@ def _mixed_precision(
     calibration: Sequence[Mapping[str, np.ndarray]],
     attempt: Callable[[Recipe, str], Candidate],
     ranking: list[dict[str, Any]],
-) -> list[Candidate]:
-    """Keep the base recipe's most sensitive nodes in fp32, 1, 2, 4, 8 at a time; the first pass wins."""
+) -> None:
+    """Keep the base recipe's most sensitive nodes in fp32, 1, 2, 4, 8 at a time, until one meets the target."""
     from ner_lightning.onnx.sensitivity import rank_nodes
 
     try:
         ranked = rank_nodes(graph_for(base), base, calibration)
     except ExportError:
-        return []
+        return
     ranking.extend(asdict(node) for node in ranked)
     for count in FP32_STEPS:
         if count > max(1, len(ranked) // 2):
             break
-        candidate = attempt(base.with_fp32_nodes([node.name for node in ranked[:count]]), "mixed")
-        if candidate.passed:
-            return [candidate]
-    return []
+        if attempt(base.with_fp32_nodes([node.name for node in ranked[:count]]), "mixed").target_met:
+            return

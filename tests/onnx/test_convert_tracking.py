@@ -9,9 +9,9 @@ import mlflow
 import pytest
 
 from ner_lightning.contract import (
+    CONVERSION_GATE_METRICS,
     ENV_MLFLOW_RUN_ID,
     ENV_MLFLOW_TRACKING_URI,
-    CONVERSION_GATE_METRICS,
     HELDOUT_F1_FP32,
     HELDOUT_F1_INT8,
     HELDOUT_GOLD_ENTITIES,

@@ -113,6 +113,21 @@ def test_nothing_passes_exits_1_with_the_table(
     assert report["failed_checks"] == ["int8_f1"] and not target.exists()
 
 
+def test_missing_the_target_tries_every_fallback_then_keeps_the_most_accurate(
+    bert_crf_output: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "model"
+    argv = ["--input", str(bert_crf_output), "--output", str(target), "--data", str(TOY_DATASET)]
+    # Every candidate passes the gate, none reaches a drop of -1: the search goes through every tier.
+    assert convert_main([*argv, "--target-drop", "-1"]) == 0
+    quantization = json.loads((target / MODEL_METADATA_FILE).read_text())["quantization"]
+    rows = quantization["candidates"]
+    assert {row["tier"] for row in rows} == {"whole-graph", "mixed", "static"}
+    assert quantization["target_met"] is False and not any(row["target_met"] for row in rows)
+    (chosen,) = [row for row in rows if row["chosen"]]
+    assert chosen["drop"] == min(row["drop"] for row in rows if row["verdict"].endswith("pass"))
+
+
 def test_target_isa_is_recorded_and_a_kernel_mismatch_warns(
     bert_crf_output: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
