@@ -16,10 +16,9 @@ point-estimate drop of at most `target_drop` (default half a point). Candidates,
 3. Still none: static QDQ quantization calibrated on the same training batches (min/max ranges).
    It comes last: onnxruntime runs QDQ transformers no faster than dynamic int8 on CPU and its
    fixed activation scales clip the outliers of transformer activations.
-Choice: the fastest candidate that meets the target (candidates within `TIE_MARGIN` of the
-fastest count as equally fast, the smaller drop then wins); when none meets it, the most accurate
-candidate the gate passed; when the gate passed none, `search` raises `NoRecipePassed` with the
-candidates table.
+Choice: the fastest candidate that meets the target; when none meets it, the fastest candidate the
+gate passed (candidates within `TIE_MARGIN` of the fastest count as equally fast, the smaller drop
+then wins); when the gate passed none, `search` raises `NoRecipePassed` with the candidates table.
 
 Speed is the best CPU time of a few runs of one fixed batch of calibration windows, one thread.
 """
@@ -192,6 +191,7 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "ms/batch",
         "x fp32",
         "verdict",
+        "target",
     )
     lines = [header]
     for row in rows:
@@ -340,17 +340,16 @@ def search(
             fp32_ms,
             fix="raise --f1-tolerance, add recipes with --recipes, or keep the fp32 model",
         )
-    on_target = [c for c in passed if c.target_met]
-    if on_target:
-        fastest = min(c.ms_per_batch or float("inf") for c in on_target)
-        tied = [c for c in on_target if (c.ms_per_batch or float("inf")) <= fastest * (1 + TIE_MARGIN)]
-        chosen = min(tied, key=lambda c: (c.gate.drop, candidates.index(c)))  # type: ignore[union-attr]
-    else:
-        # The gate accepts these, but none reaches the target: the most accurate one, then the fastest.
-        chosen = min(passed, key=lambda c: (c.gate.drop, c.ms_per_batch or float("inf")))  # type: ignore[union-attr]
+    pool = [c for c in passed if c.target_met]
+    if not pool:
+        # The gate accepts these, but none reaches the target: the gate is the bar, speed decides.
+        pool = passed
         announce(
-            f"  no candidate reached the target drop {target_drop:g}; keeping the most accurate that passed"
+            f"  no candidate reached the target drop {target_drop:g}; keeping the fastest that passed the gate"
         )
+    fastest = min(c.ms_per_batch or float("inf") for c in pool)
+    tied = [c for c in pool if (c.ms_per_batch or float("inf")) <= fastest * (1 + TIE_MARGIN)]
+    chosen = min(tied, key=lambda c: (c.gate.drop, candidates.index(c)))  # type: ignore[union-attr]
     chosen.chosen = True
     return SearchResult(chosen, candidates, fp32_ms, ranking)
 

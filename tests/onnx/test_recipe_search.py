@@ -113,7 +113,7 @@ def test_nothing_passes_exits_1_with_the_table(
     assert report["failed_checks"] == ["int8_f1"] and not target.exists()
 
 
-def test_missing_the_target_tries_every_fallback_then_keeps_the_most_accurate(
+def test_missing_the_target_tries_every_fallback_then_keeps_the_fastest_that_passed(
     bert_crf_output: Path, tmp_path: Path
 ) -> None:
     target = tmp_path / "model"
@@ -125,7 +125,8 @@ def test_missing_the_target_tries_every_fallback_then_keeps_the_most_accurate(
     assert {row["tier"] for row in rows} == {"whole-graph", "mixed", "static"}
     assert quantization["target_met"] is False and not any(row["target_met"] for row in rows)
     (chosen,) = [row for row in rows if row["chosen"]]
-    assert chosen["drop"] == min(row["drop"] for row in rows if row["verdict"].endswith("pass"))
+    passed = [row for row in rows if row["verdict"].endswith("pass")]
+    assert chosen["ms_per_batch"] <= 1.05 * min(row["ms_per_batch"] for row in passed) + 0.01  # rounded
 
 
 def test_target_isa_is_recorded_and_a_kernel_mismatch_warns(
