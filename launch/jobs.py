@@ -209,6 +209,7 @@ class JobResult:
         status: Terminal status.
         outputs: Output name -> location (local path or `azureml://` URI).
         metrics: Last value of each metric of the run.
+        params: Params of the run (e.g. the int8 recipe the conversion job chose).
         error: Error text when the job failed (the job log's tail locally).
         log_path: Where the job's log can be read.
     """
@@ -221,6 +222,7 @@ class JobResult:
     metrics: Mapping[str, float] = field(default_factory=frozen_mapping)
     error: str = ""
     log_path: str = ""
+    params: Mapping[str, str] = field(default_factory=frozen_mapping)
 
 
 @dataclass(frozen=True)

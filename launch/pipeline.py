@@ -50,6 +50,8 @@ from launch.selection import select_best, write_selection
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
+    CONVERSION_GATE_METRICS,
+    CONVERSION_RECIPE_PARAMS,
     HELDOUT_F1_FP32,
     HELDOUT_F1_INT8,
     LAST_CHECKPOINT,
@@ -698,10 +700,14 @@ class Pipeline:
             TAG_GIT_COMMIT: self.commit,
             **hashes,
         }
-        # The held-out score of the registered int8 model itself (the final run's val_f1 is not held out).
-        for name in (HELDOUT_F1_FP32, HELDOUT_F1_INT8):
+        # The held-out score of the registered int8 model itself (the final run's val_f1 is not held out),
+        # the int8 gate's figures and the recipe the conversion chose.
+        for name in CONVERSION_GATE_METRICS:
             if name in conversion.get("metrics", {}):
                 tags[name] = f"{conversion['metrics'][name]:.6f}"
+        for name in CONVERSION_RECIPE_PARAMS:
+            if name in conversion.get("params", {}):
+                tags[name] = str(conversion["params"][name])
         folder = next(iter(conversion["outputs"].values()))
         registration = ModelRegistration(
             self.config.model_name, folder, tags, f"{self.config.name}: {PRIMARY_METRIC}={value:.4f}"
@@ -769,6 +775,15 @@ class Pipeline:
             "final_val_f1": result("final_training").get("metrics", {}).get(PRIMARY_METRIC),
             "heldout_f1_fp32": result("conversion").get("metrics", {}).get(HELDOUT_F1_FP32),
             "heldout_f1_int8": result("conversion").get("metrics", {}).get(HELDOUT_F1_INT8),
+            # The int8 gate (paired bootstrap over every held-out sentence) and the chosen recipe.
+            "int8_gate": {
+                name: value
+                for name, value in result("conversion").get("metrics", {}).items()
+                if name in CONVERSION_GATE_METRICS and name not in (HELDOUT_F1_FP32, HELDOUT_F1_INT8)
+            },
+            "int8_recipe": {
+                name: result("conversion").get("params", {}).get(name) for name in CONVERSION_RECIPE_PARAMS
+            },
             "final_run": result("final_training").get("run_id"),
             "final_output": next(iter(result("final_training").get("outputs", {}).values()), None),
             "model_folder": next(iter(result("conversion").get("outputs", {}).values()), None),

@@ -24,6 +24,34 @@ TRAIN_LOSS: Final = "train_loss"
 HELDOUT_F1_FP32: Final = "heldout_f1_fp32"
 HELDOUT_F1_INT8: Final = "heldout_f1_int8"
 INT8_SIZE_MB: Final = "int8_size_mb"
+#: Logged by the conversion job: the int8 gate's figures over every held-out sentence (F1 drop
+#: fp32 - int8 with its paired bootstrap interval, what was judged) and the chosen graph's speed-up.
+INT8_F1_DROP: Final = "int8_f1_drop"
+INT8_F1_DROP_CI_LOW: Final = "int8_f1_drop_ci_low"
+INT8_F1_DROP_CI_HIGH: Final = "int8_f1_drop_ci_high"
+HELDOUT_SENTENCES: Final = "heldout_sentences"
+HELDOUT_GOLD_ENTITIES: Final = "heldout_gold_entities"
+INT8_WORD_AGREEMENT: Final = "int8_word_tag_agreement"
+INT8_SPEEDUP: Final = "int8_speedup_vs_fp32"
+#: MLflow params of the conversion run (strings): the chosen recipe, the nodes it keeps in fp32
+#: (comma-separated, `none`), the ISA it targets and the ISA level it was validated on.
+INT8_RECIPE: Final = "int8_recipe"
+INT8_FP32_NODES: Final = "int8_fp32_nodes"
+INT8_TARGET_ISA: Final = "int8_target_isa"
+INT8_VALIDATED_ON: Final = "int8_validated_on"
+#: What the pipeline copies from the conversion run into its summary and the registered model's tags.
+CONVERSION_GATE_METRICS: Final = (
+    HELDOUT_F1_FP32,
+    HELDOUT_F1_INT8,
+    INT8_F1_DROP,
+    INT8_F1_DROP_CI_LOW,
+    INT8_F1_DROP_CI_HIGH,
+    HELDOUT_SENTENCES,
+    HELDOUT_GOLD_ENTITIES,
+    INT8_WORD_AGREEMENT,
+    INT8_SPEEDUP,
+)
+CONVERSION_RECIPE_PARAMS: Final = (INT8_RECIPE, INT8_FP32_NODES, INT8_TARGET_ISA, INT8_VALIDATED_ON)
 
 # --- Dataset folder layout (the `uri_folder` data asset) -------------------------------------
 TRAIN_SPLIT: Final = "train"

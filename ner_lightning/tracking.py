@@ -113,12 +113,15 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
     )
 
 
-def log_to_attached_run(metrics: dict[str, float], artifact: str | Path | None = None) -> bool:
-    """Log metrics (and one file) to the run named by `MLFLOW_RUN_ID`, as jobs outside Lightning do.
+def log_to_attached_run(
+    metrics: dict[str, float], artifact: str | Path | None = None, params: dict[str, str] | None = None
+) -> bool:
+    """Log metrics (and one file, and params) to the run named by `MLFLOW_RUN_ID`, as jobs outside Lightning do.
 
     Args:
         metrics: Metric name -> value.
         artifact: A file to attach to the run, if any.
+        params: Param name -> value (strings the launcher reads back, e.g. the int8 recipe).
 
     Returns:
         True when a run was attached and logged to; False outside a job (no `MLFLOW_RUN_ID`).
@@ -131,6 +134,8 @@ def log_to_attached_run(metrics: dict[str, float], artifact: str | Path | None =
     client = MlflowClient(tracking_uri=resolve_tracking_uri())
     for name, value in metrics.items():
         client.log_metric(run_id, name, float(value))
+    for name, value in (params or {}).items():
+        client.log_param(run_id, name, value)
     if artifact is not None:
         client.log_artifact(run_id, str(artifact))
     return True

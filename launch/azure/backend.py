@@ -96,8 +96,9 @@ class AzureBackend:
                 self.announce(f"{job.name}: {error}")
         status = wait(self.ml_client, job.name, poll_s=self.poll_s, echo=self.announce)
         metrics: dict[str, float] = {}
+        params: dict[str, str] = {}
         try:
-            metrics = dict(self.read_run(job.name)[0])
+            metrics, params = (dict(part) for part in self.read_run(job.name))
         except Exception as error:  # a job that failed early may have no MLflow run
             self.announce(f"{job.name}: no metrics ({error})")
         return JobResult(
@@ -111,6 +112,7 @@ class AzureBackend:
             if status == "Completed"
             else f"job ended {status}; see {getattr(job, 'studio_url', '')}",
             log_path=str(getattr(job, "studio_url", "") or ""),
+            params=frozen_mapping(params),
         )
 
     def run(self, job: CommandJobSpec) -> JobResult:

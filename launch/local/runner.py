@@ -207,7 +207,8 @@ class LocalJobRunner:
         except Exception as exc:  # the log stays in the job folder either way
             self.announce(f"  could not attach the log to run {run_id}: {exc}")
         client.set_terminated(run_id, mlflow_status)
-        metrics = dict(client.get_run(run_id).data.metrics)
+        run_data = client.get_run(run_id).data
+        metrics, params = dict(run_data.metrics), dict(run_data.params)
         record.update(status=status, error=error, metrics=metrics)
         write_json_atomic(job_dir / JOB_RECORD, record)
         self.announce(f"  job {job_id}: {status}")
@@ -220,6 +221,7 @@ class LocalJobRunner:
             metrics=frozen_mapping(metrics),
             error=error,
             log_path=str(log_path),
+            params=frozen_mapping(params),
         )
 
     def _wait(

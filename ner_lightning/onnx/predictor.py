@@ -23,6 +23,7 @@ from ner_lightning.contract import LABELS_FILE, MODEL_METADATA_FILE, ONNX_MODEL_
 from ner_lightning.data.windows import NO_WORD, Window, make_windows, merge_owned
 from ner_lightning.decoding import decode_words, decoder_from_metadata
 from ner_lightning.errors import ModelError
+from ner_lightning.onnx.integrity import verify as verify_quantization_record
 from ner_lightning.tags import extract_entities, split_tag
 
 #: Tokenizer file the predictor loads (written by `save_pretrained` of every fast tokenizer).
@@ -158,6 +159,8 @@ class OnnxTagger:
             raise ModelError(
                 f"{model_file} is missing", path=model_path, fix="re-export or re-convert the model"
             )
+        # A converted folder's recipe record is sealed to its graph; a tampered record is refused.
+        verify_quantization_record(self.metadata, model_path)
         tokenizer_path = self.model_dir / TOKENIZER_FILE
         if not tokenizer_path.is_file():
             raise ModelError(

@@ -1,24 +1,31 @@
-"""Graph optimisation and dynamic int8 quantization of an exported emissions graph.
+"""Graph optimisation and int8 quantization (dynamic, or static QDQ) of an exported emissions graph.
 
 Dynamic quantization stores weights as int8 and quantizes activations on the fly, which needs no
-calibration data and speeds up the matrix products that dominate a transformer on CPU. The
-transformer graph optimiser runs first: fused attention and layer-norm nodes quantize and run
-faster than the loose ops the exporter writes.
+calibration data and speeds up the matrix products that dominate a transformer on CPU. Static QDQ
+quantization fixes the activation scales from calibration batches (training sentences) instead.
+The transformer graph optimiser runs first: fused attention and layer-norm nodes quantize and run
+faster than the loose ops the exporter writes. Which options a model gets is decided by the recipe
+search (`ner_lightning.onnx.recipes`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import onnx
 
 from ner_lightning.errors import ExportError
 
 log = logging.getLogger(__name__)
+
+#: Quantization methods: weights int8 + activations quantized per batch, or calibrated QDQ.
+METHODS: tuple[str, ...] = ("dynamic", "static")
 
 #: Ops quantized by default: the matrix products (fused attention included). Embedding lookups stay
 #: fp32: quantizing them saves size but costs accuracy and no time.
@@ -39,6 +46,7 @@ class QuantizeOptions:
         op_types: Op types to quantize.
         exclude_nodes: Names of nodes to keep in fp32 (sensitive layers).
         exclude_head: Keep the emission head (the last matrix product before `emissions`) in fp32.
+        method: `dynamic` (activation scales per batch) or `static` (QDQ, scales from calibration batches).
     """
 
     optimize: bool = True
@@ -48,6 +56,7 @@ class QuantizeOptions:
     op_types: tuple[str, ...] = DEFAULT_OP_TYPES
     exclude_nodes: tuple[str, ...] = field(default_factory=tuple)
     exclude_head: bool = False
+    method: Literal["dynamic", "static"] = "dynamic"
 
     def to_json(self) -> dict[str, Any]:
         """Options as written into `ner_model.json`."""
@@ -92,8 +101,8 @@ def optimize_graph(source: Path, target: Path, *, num_heads: int = 0, hidden_siz
 def head_node_names(model_path: Path, output_name: str = "emissions") -> list[str]:
     """Name of the matrix-product node that computes the emission head (`[]` if not found).
 
-    Walks back from the graph output through shape-preserving ops (Add of the bias, Identity) to
-    the first MatMul/Gemm.
+    Walks back from the graph output through shape-preserving ops (Add of the bias, Identity),
+    following the input another node computes, to the first MatMul/Gemm.
     """
     graph = onnx.load(str(model_path), load_external_data=False).graph
     producer = {out: node for node in graph.node for out in node.output}
@@ -104,17 +113,53 @@ def head_node_names(model_path: Path, output_name: str = "emissions") -> list[st
             return []
         if node.op_type in ("MatMul", "Gemm"):
             return [node.name]
-        name = node.input[0]
+        # The exporter may write the bias first (`Add(bias, x)`): follow the computed input.
+        computed = [i for i in node.input if i in producer]
+        if not computed:
+            return []
+        name = computed[0]
     return []
 
 
-def quantize_model(source: Path, target: Path, options: QuantizeOptions) -> None:
-    """Quantize `source` dynamically to int8 and write the result to `target`.
+class FeedsReader:
+    """onnxruntime `CalibrationDataReader` over prepared input batches (static quantization).
+
+    Args:
+        feeds: Input name -> array, one mapping per calibration batch.
+    """
+
+    def __init__(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> None:
+        self.feeds = list(feeds)
+        self._iterator: Iterator[Mapping[str, np.ndarray]] = iter(self.feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next batch, or None when exhausted (onnxruntime's protocol)."""
+        batch = next(self._iterator, None)
+        return dict(batch) if batch is not None else None
+
+    def rewind(self) -> None:
+        """Start again from the first batch."""
+        self._iterator = iter(self.feeds)
+
+
+def quantize_model(
+    source: Path,
+    target: Path,
+    options: QuantizeOptions,
+    calibration: Sequence[Mapping[str, np.ndarray]] = (),
+) -> None:
+    """Quantize `source` to int8 (dynamic or static QDQ, per `options.method`) into `target`.
+
+    Args:
+        source: fp32 (optionally fused) ONNX file.
+        target: Where to write the int8 graph.
+        options: The recipe's options.
+        calibration: Input batches that fix the activation scales of static quantization.
 
     Raises:
-        ExportError: onnxruntime could not quantize the graph.
+        ExportError: onnxruntime could not quantize the graph, or static quantization lacks batches.
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType
 
     weight_type = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}.get(options.weight_type)
     if weight_type is None:
@@ -124,6 +169,35 @@ def quantize_model(source: Path, target: Path, options: QuantizeOptions) -> None
     exclude = list(options.exclude_nodes)
     if options.exclude_head:
         exclude += head_node_names(source)
+    if options.method not in METHODS:
+        raise ExportError(
+            f"unknown quantization method {options.method!r}", field="method", fix="use dynamic or static"
+        )
+    with _quiet_root_logger():
+        if options.method == "static":
+            _quantize_static(source, target, options, weight_type, exclude, calibration)
+        else:
+            _quantize_dynamic(source, target, options, weight_type, exclude)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime's quantizer warns on the root logger for every run ("consider pre-processing")."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_dynamic(
+    source: Path, target: Path, options: QuantizeOptions, weight_type: Any, exclude: list[str]
+) -> None:
+    """Dynamic quantization (weights int8, activation scales per batch)."""
+    from onnxruntime.quantization import quantize_dynamic
+
     try:
         quantize_dynamic(
             source,
@@ -141,6 +215,48 @@ def quantize_model(source: Path, target: Path, options: QuantizeOptions) -> None
             f"int8 quantization of {source} failed: {error}",
             path=source,
             fix="try --no-optimize or exclude the failing nodes with --exclude-nodes",
+        ) from error
+
+
+def _quantize_static(
+    source: Path,
+    target: Path,
+    options: QuantizeOptions,
+    weight_type: Any,
+    exclude: list[str],
+    calibration: Sequence[Mapping[str, np.ndarray]],
+) -> None:
+    """Static QDQ quantization with activation ranges (min/max) from the calibration batches."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if not calibration:
+        raise ExportError(
+            "static quantization needs calibration batches",
+            field="calibration",
+            fix="pass a dataset folder with a train split (--data)",
+        )
+    # Fused Attention has no QDQ kernel; static recipes quantize the matrix products only.
+    op_types = [op for op in options.op_types if op != "Attention"]
+    try:
+        quantize_static(
+            source,
+            target,
+            FeedsReader(calibration),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=op_types,
+            per_channel=options.per_channel,
+            reduce_range=options.reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=weight_type,
+            nodes_to_exclude=exclude or None,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    except Exception as error:  # onnxruntime raises bare exceptions of many types
+        raise ExportError(
+            f"static int8 quantization of {source} failed: {error}",
+            path=source,
+            fix="drop the static recipe from --recipes",
         ) from error
 
 

@@ -4,7 +4,8 @@ Checks, each reported by name with its numbers in `smoke_report.json`: `labels_m
 folder names the outputs as the checkpoint does), then the four of the issue:
 (a) `emissions_match`: fp32 ONNX emissions equal PyTorch's within `emission_atol`;
 (b) `tags_match`: fp32 ONNX word tags (numpy decode) equal PyTorch's exactly on a sample;
-(c) `int8_f1`: int8 entity F1 on held-out sentences is at most `f1_tolerance` below fp32's;
+(c) `int8_f1`: the gate (`ner_lightning.onnx.gate`): int8 entity F1 on every held-out sentence is
+    not significantly more than the tolerance below fp32's (paired bootstrap interval of the drop);
 (d) `varied_lengths`: the int8 model answers one batch of varied lengths, from a single word to
     `max_length` subwords, and windows a sentence longer than `max_length`.
 """
@@ -22,8 +23,8 @@ import numpy as np
 import torch
 
 from ner_lightning.data.windows import NO_WORD, Window, make_windows, merge_owned
+from ner_lightning.onnx.gate import GateResult, entity_counts, f1_from_counts
 from ner_lightning.onnx.predictor import OnnxTagger
-from ner_lightning.tags import extract_entities
 
 
 @dataclass
@@ -73,17 +74,7 @@ class SmokeReport:
 
 def entity_f1(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
     """Micro entity F1 (conlleval-compatible: a stray `I-X` opens an entity, like seqeval's default)."""
-    true_positive = predicted_count = gold_count = 0
-    for gold_tags, predicted_tags in zip(gold, predicted, strict=True):
-        gold_set = set(extract_entities(gold_tags))
-        predicted_set = set(extract_entities(predicted_tags))
-        true_positive += len(gold_set & predicted_set)
-        predicted_count += len(predicted_set)
-        gold_count += len(gold_set)
-    if true_positive == 0:
-        return 0.0
-    precision, recall = true_positive / predicted_count, true_positive / gold_count
-    return 2 * precision * recall / (precision + recall)
+    return float(f1_from_counts(entity_counts(gold, predicted).sum(axis=0)))
 
 
 class TorchTagger:
@@ -228,32 +219,10 @@ def check_tags(torch_tags: Sequence[Sequence[str]], onnx_tags: Sequence[Sequence
     )
 
 
-def check_int8_f1(
-    gold: Sequence[Sequence[str]],
-    fp32_tags: Sequence[Sequence[str]],
-    int8_tags: Sequence[Sequence[str]],
-    tolerance: float,
-) -> Check:
-    """(c) int8 entity F1 within `tolerance` (absolute) of fp32 on held-out sentences."""
-    fp32_f1, int8_f1 = entity_f1(gold, fp32_tags), entity_f1(gold, int8_tags)
-    drop = fp32_f1 - int8_f1
-    agreement = sum(
-        a == b for fs, is_ in zip(fp32_tags, int8_tags, strict=True) for a, b in zip(fs, is_, strict=True)
-    )
-    words = sum(len(t) for t in fp32_tags)
-    return Check(
-        "int8_f1",
-        drop <= tolerance + 1e-12,
-        f"entity F1 fp32 {fp32_f1:.4f}, int8 {int8_f1:.4f}, drop {drop:+.4f} (tolerance {tolerance:g})",
-        {
-            "fp32_f1": fp32_f1,
-            "int8_f1": int8_f1,
-            "drop": drop,
-            "tolerance": tolerance,
-            "sentences": len(gold),
-            "word_tag_agreement": agreement / words if words else 1.0,
-        },
-    )
+def check_int8_f1(gate: GateResult, note: str = "") -> Check:
+    """(c) The gate's verdict on the chosen int8 graph (`note` is appended, e.g. why no recipe passed)."""
+    message = gate.message() + (f"\n{note}" if note else "")
+    return Check("int8_f1", gate.passed and not note, message, gate.to_json())
 
 
 def check_varied_lengths(tagger: OnnxTagger) -> Check:
@@ -300,9 +269,8 @@ def run_smoke_test(
     fp32: OnnxTagger,
     int8: OnnxTagger,
     sample: Sequence[Sequence[str]],
-    held_out: Sequence[tuple[Sequence[str], Sequence[str]]],
+    int8_check: Check,
     *,
-    f1_tolerance: float = 0.01,
     emission_atol: float = 1e-3,
 ) -> SmokeReport:
     """Run checks (a)-(d).
@@ -311,18 +279,15 @@ def run_smoke_test(
         torch_tagger: The PyTorch reference over the checkpoint.
         label_names: The checkpoint's labels (PyTorch tags are named with these).
         fp32: Tagger over the fp32 ONNX folder.
-        int8: Tagger over the int8 ONNX folder.
+        int8: Tagger over the int8 ONNX graph.
         sample: Sentences for (a) and (b).
-        held_out: `(words, gold tags)` for (c).
-        f1_tolerance: Largest accepted F1 drop of int8 against fp32 (absolute, 0.01 = 1 point).
+        int8_check: (c), from the gate's verdict on the chosen recipe (`check_int8_f1`).
         emission_atol: Largest accepted emission difference for (a).
     """
     report = SmokeReport()
     report.checks.append(check_labels(label_names, fp32.labels))
     report.checks.append(check_emissions(torch_tagger, fp32, sample, emission_atol))
     report.checks.append(check_tags(torch_tagger.tag_words(sample, label_names), fp32.tag_words(sample)))
-    words = [list(w) for w, _ in held_out]
-    gold = [list(t) for _, t in held_out]
-    report.checks.append(check_int8_f1(gold, fp32.tag_words(words), int8.tag_words(words), f1_tolerance))
+    report.checks.append(int8_check)
     report.checks.append(check_varied_lengths(int8))
     return report

@@ -9,11 +9,17 @@ import mlflow
 import pytest
 
 from ner_lightning.contract import (
+    CONVERSION_GATE_METRICS,
     ENV_MLFLOW_RUN_ID,
     ENV_MLFLOW_TRACKING_URI,
     HELDOUT_F1_FP32,
     HELDOUT_F1_INT8,
+    HELDOUT_GOLD_ENTITIES,
+    INT8_F1_DROP_CI_LOW,
+    INT8_FP32_NODES,
+    INT8_RECIPE,
     INT8_SIZE_MB,
+    INT8_VALIDATED_ON,
     SMOKE_REPORT_FILE,
 )
 from ner_lightning.onnx.convert import main as convert_main
@@ -45,6 +51,14 @@ def test_conversion_logs_heldout_f1_and_report_to_the_job_run(
     assert metrics[HELDOUT_F1_FP32] == pytest.approx(numbers["fp32_f1"])
     assert metrics[HELDOUT_F1_INT8] == pytest.approx(numbers["int8_f1"])
     assert metrics[INT8_SIZE_MB] == pytest.approx(report["int8_size_mb"])
+    # The gate's figures (metrics) and the chosen recipe (params) travel to the launcher through the run.
+    assert set(CONVERSION_GATE_METRICS) <= set(metrics)
+    assert metrics[INT8_F1_DROP_CI_LOW] == pytest.approx(numbers["ci_low"])
+    assert metrics[HELDOUT_GOLD_ENTITIES] == numbers["gold_entities"] > 0
+    params = client.get_run(run_id).data.params
+    assert params[INT8_RECIPE] == report["quantization"]["recipe"]
+    assert params[INT8_FP32_NODES] == (",".join(report["quantization"]["fp32_nodes"]) or "none")
+    assert params[INT8_VALIDATED_ON] == report["cpu"]["level"]
     assert [a.path for a in client.list_artifacts(run_id)] == [SMOKE_REPORT_FILE]
 
 

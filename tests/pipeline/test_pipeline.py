@@ -38,7 +38,10 @@ from launch.pipeline import dataset_fingerprint, load_pipeline_config
 from launch.search_space import load_sweep_config
 from launch.selection import RANKED_FILE, SELECTION_FILE
 from ner_lightning.contract import (
+    CONVERSION_GATE_METRICS,
+    CONVERSION_RECIPE_PARAMS,
     HELDOUT_F1_INT8,
+    HELDOUT_GOLD_ENTITIES,
     MODEL_METADATA_FILE,
     ONNX_MODEL_FILE,
     PRIMARY_METRIC,
@@ -295,6 +298,12 @@ def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
     }
     assert expected.items() <= version.tags.items(), version.tags
     assert summary["heldout_f1_int8"] == pytest.approx(conversion.data.metrics[HELDOUT_F1_INT8])
+    # The int8 gate's figures and the chosen recipe: conversion run -> model tags and summary.
+    for name in CONVERSION_GATE_METRICS:
+        assert version.tags[name] == f"{conversion.data.metrics[name]:.6f}", name
+    for name in CONVERSION_RECIPE_PARAMS:
+        assert version.tags[name] == conversion.data.params[name] == summary["int8_recipe"][name], name
+    assert summary["int8_gate"][HELDOUT_GOLD_ENTITIES] == conversion.data.metrics[HELDOUT_GOLD_ENTITIES] > 0
     assert final.data.tags[TAG_SWEEP_ID] == selection["sweep_id"] == sweep.info.run_id
     assert conversion.data.tags[TAG_FINAL_RUN_ID] == final.info.run_id
     registered = mlflow.artifacts.download_artifacts(
