@@ -36,7 +36,7 @@ from ner_lightning.tags import extract_entities, split_tag
 #: Tokenizer file the predictor loads (written by `save_pretrained` of every fast tokenizer).
 TOKENIZER_FILE = "tokenizer.json"
 #: Default padded tokens (rows x longest row) per onnxruntime call; see `OnnxTagger`.
-DEFAULT_TOKEN_BUDGET = 1024
+DEFAULT_TOKEN_BUDGET = 256
 #: Default most windows per onnxruntime call.
 DEFAULT_BATCH_SIZE = 64
 
