@@ -121,3 +121,28 @@ def machine_description() -> dict[str, Any]:
         "lightning": lightning.__version__,
         "transformers": transformers.__version__,
     }
+
+
+#: CPU flags (as /proc/cpuinfo names them) that decide onnxruntime's int8 and fp32 kernels.
+_ISA_FLAGS = {
+    "avx2": "AVX2",
+    "avx512f": "AVX-512",
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx_vnni": "AVX-VNNI",
+    "avx512_bf16": "AVX-512 BF16",
+    "amx_tile": "AMX",
+    "amx_int8": "AMX-INT8",
+}
+
+
+def cpu_isa() -> list[str]:
+    """The instruction-set extensions of this CPU that matter for int8 inference (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [name for flag, name in _ISA_FLAGS.items() if flag in flags]
+    except OSError:
+        pass
+    return []

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ner_lightning.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 #: cgroup files holding the CPU quota (v2, then v1).
@@ -79,9 +81,18 @@ def resolve_threads(requested: int | None) -> tuple[int, Cores]:
 
     Returns:
         `(threads, available)`.
+
+    Raises:
+        ConfigError: `requested` is negative.
     """
     cores = available_cores()
-    if not requested or requested < 0:
+    if requested is not None and requested < 0:
+        raise ConfigError(
+            f"threads must be >= 0, got {requested}",
+            field="threads",
+            fix=f"use 0 for every available core ({cores.count} here) or a count up to {cores.count}",
+        )
+    if not requested:
         return cores.count, cores
     if requested > cores.count:
         log.warning(

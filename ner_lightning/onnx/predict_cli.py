@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from ner_lightning.console import error_boundary
 from ner_lightning.errors import DataError
 from ner_lightning.onnx.folder_checks import check_serving_settings
-from ner_lightning.onnx.predictor import OnnxTagger
+from ner_lightning.onnx.predictor import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, OnnxTagger
 
 #: Documents tagged per call of the tagger (each may hold many windows).
 _DOCUMENTS_PER_CALL = 64
@@ -54,8 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output", default="-", help="JSONL output file ('-' for stdout; files are replaced atomically)"
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="windows per onnxruntime call")
-    parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="most windows per onnxruntime call"
+    )
+    parser.add_argument(
+        "--token-budget",
+        type=int,
+        default=DEFAULT_TOKEN_BUDGET,
+        help="most padded tokens (windows x longest window) per onnxruntime call",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="onnxruntime intra-op threads (0: every core this process may use)",
+    )
     return parser
 
 
@@ -143,7 +156,9 @@ def tag_documents(
 
 def run(args: argparse.Namespace, out: TextIO, warn: TextIO) -> int:
     """Tag every document of the parsed arguments and write JSONL lines to `out`."""
-    tagger = OnnxTagger(args.model, batch_size=args.batch_size, intra_op_threads=args.threads)
+    tagger = OnnxTagger(
+        args.model, batch_size=args.batch_size, threads=args.threads, token_budget=args.token_budget
+    )
     if args.text is not None:
         lines: Iterator[tuple[int, str]] = iter(enumerate(args.text, 1))
         jsonl, path = False, "--text"

@@ -6,6 +6,12 @@ windows as in training (`ner_lightning.data.windows`), the emissions of each win
 decoded by the decoder `ner_model.json` names (`ner_lightning.decoding`: the same code as in
 training-time evaluation, e.g. the numpy Viterbi with the IOB2-constrained CRF scores, or argmax),
 and every word takes its tag from the window that owns it.
+
+Batching: the windows of a whole request are sorted by length and cut into batches whose padded
+size (rows x longest row) stays under a token budget, so padding stays small and a batch's
+activations stay in cache; results are put back in input order. The default budget is the fastest
+measured on the MiniLM model (`docs/benchmarks.md`): per sentence, a batch is never slower than
+one sentence at a time.
 """
 
 from __future__ import annotations
@@ -25,9 +31,14 @@ from ner_lightning.decoding import decode_words, decoder_from_metadata
 from ner_lightning.errors import ModelError
 from ner_lightning.onnx.integrity import verify as verify_quantization_record
 from ner_lightning.tags import extract_entities, split_tag
+from ner_lightning.threads import resolve_threads
 
 #: Tokenizer file the predictor loads (written by `save_pretrained` of every fast tokenizer).
 TOKENIZER_FILE = "tokenizer.json"
+#: Default padded tokens (rows x longest row) per onnxruntime call; see `OnnxTagger`.
+DEFAULT_TOKEN_BUDGET = 256
+#: Default most windows per onnxruntime call.
+DEFAULT_BATCH_SIZE = 64
 
 # Words as the CoNLL-style and tweet corpora cut them: URLs whole, punctuation on its own, inner
 # apostrophes/hyphens/dots kept (`O'Neil`, `e-mail`, `U.S`), a leading @ or # kept (`@user`, `#topic`).
@@ -129,18 +140,26 @@ class OnnxTagger:
 
     Args:
         model_dir: The model folder written by the export callback or `ner-convert`.
-        batch_size: Windows per onnxruntime call.
+        batch_size: Most windows per onnxruntime call.
         model_file: File name of the graph inside the folder.
-        intra_op_threads: onnxruntime intra-op threads (0: onnxruntime's default, all cores).
+        threads: onnxruntime intra-op threads; None or 0: every core this process may use
+            (`ner_lightning.threads.available_cores`). More than that warns and uses what is available.
+        token_budget: Most padded tokens (rows x longest row) per onnxruntime call; a window longer
+            than the budget runs alone. Smaller batches keep activations in cache, larger ones
+            amortise per-call overhead (see `DEFAULT_TOKEN_BUDGET`).
+
+    Raises:
+        ModelError: The folder is incomplete or does not fit, or an option is out of range.
     """
 
     def __init__(
         self,
         model_dir: str | Path,
         *,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         model_file: str = ONNX_MODEL_FILE,
-        intra_op_threads: int = 0,
+        threads: int | None = None,
+        token_budget: int = DEFAULT_TOKEN_BUDGET,
     ) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
@@ -150,7 +169,15 @@ class OnnxTagger:
             raise ModelError(
                 f"batch_size must be >= 1, got {batch_size}", field="batch_size", fix="use e.g. 32"
             )
+        if token_budget < 1:
+            raise ModelError(
+                f"token_budget must be >= 1, got {token_budget}",
+                field="token_budget",
+                fix=f"use e.g. {DEFAULT_TOKEN_BUDGET}",
+            )
         self.batch_size = batch_size
+        self.token_budget = token_budget
+        self.threads, _ = resolve_threads(threads)
         self.metadata, self.labels = read_model_folder(self.model_dir)
         self.max_length = int(self.metadata["max_length"])
         self.stride = int(self.metadata["stride"])
@@ -178,12 +205,9 @@ class OnnxTagger:
         unk = self.metadata.get("unk_token_id")
         self.unk_id = int(unk) if unk is not None else self._unk_id()
         self.pad_id = int(self.metadata.get("pad_token_id") or 0)
-        options = onnxruntime.SessionOptions()
-        if intra_op_threads:
-            options.intra_op_num_threads = intra_op_threads
         try:
             self.session = onnxruntime.InferenceSession(
-                str(model_path), options, providers=["CPUExecutionProvider"]
+                str(model_path), session_options(self.threads), providers=["CPUExecutionProvider"]
             )
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelError(
@@ -293,12 +317,10 @@ class OnnxTagger:
         return self.session.run(None, {name: feeds[name] for name in self.input_names})[0]
 
     def decode_windows(self, windows: Sequence[Window]) -> list[list[int]]:
-        """Per window, one label id per position (at first subwords; -1 elsewhere)."""
-        # Batch windows of similar length together so padding stays small.
-        order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
+        """Per window, one label id per position (at first subwords; -1 elsewhere), in input order."""
         decoded: list[list[int]] = [[] for _ in windows]
-        for begin in range(0, len(order), self.batch_size):
-            chunk = order[begin : begin + self.batch_size]
+        lengths = [len(w.input_ids) for w in windows]
+        for chunk in length_batches(lengths, self.token_budget, self.batch_size):
             batch = [windows[i] for i in chunk]
             scores = self.emissions(self.batch_inputs(batch))
             for row, ids in zip(chunk, self.decode_emissions(batch, scores), strict=True):
@@ -329,3 +351,52 @@ class OnnxTagger:
             if token and self.tokenizer.token_to_id(token) is not None:
                 return int(self.tokenizer.token_to_id(token))
         return 0
+
+
+def length_batches(lengths: Sequence[int], token_budget: int, max_rows: int) -> list[list[int]]:
+    """Group item indices into batches of similar length under a padded-token budget.
+
+    Items are sorted by length (stable, so equal lengths keep their order); a batch grows while
+    `rows x longest length <= token_budget` and `rows <= max_rows`. An item longer than the budget
+    forms a batch alone.
+
+    Args:
+        lengths: Length of each item (ids per window).
+        token_budget: Most padded tokens per batch.
+        max_rows: Most items per batch.
+
+    Returns:
+        Index lists, shortest items first; together they hold every index once.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        # Sorted ascending, so the newcomer is the batch's longest row.
+        if current and ((len(current) + 1) * lengths[index] > token_budget or len(current) == max_rows):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def session_options(threads: int) -> Any:
+    """onnxruntime session options for serving on `threads` cores (an `onnxruntime.SessionOptions`).
+
+    One call runs at a time, so the graph runs sequentially with one inter-op thread and all the
+    parallelism inside operators. The graph is optimised fully (fusions + layout) at load time.
+    The memory-pattern planner is off: its plan is keyed on exact input shapes, which change with
+    every batch here; the memory arena stays on so buffers are reused across calls.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_mem_pattern = False
+    options.enable_cpu_mem_arena = True
+    return options
