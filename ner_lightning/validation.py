@@ -27,7 +27,7 @@ def check_model_arguments(
     label_names: Sequence[str],
     dropout: float,
     learning_rate: float,
-    crf_learning_rate: float,
+    crf_learning_rate: float | None,
     weight_decay: float,
 ) -> None:
     """Refuse model arguments that cannot train a tagger.
@@ -36,7 +36,7 @@ def check_model_arguments(
         label_names: The label list (linked from the dataset): `O` first, each label once, IOB2.
         dropout: Must be in [0, 1).
         learning_rate: Must be a finite number > 0.
-        crf_learning_rate: Must be a finite number > 0.
+        crf_learning_rate: None (the head's default) or a finite number > 0.
         weight_decay: Must be a finite number >= 0.
 
     Raises:
@@ -47,6 +47,8 @@ def check_model_arguments(
         ("learning_rate", learning_rate, "5e-5"),
         ("crf_learning_rate", crf_learning_rate, "5e-3"),
     ):
+        if value is None and name == "crf_learning_rate":
+            continue
         if not _finite(value) or value <= 0:
             raise ConfigError(
                 f"the learning rate must be a number greater than 0, got {value}",
