@@ -290,7 +290,7 @@ class TokenClassifier(L.LightningModule):
             {"params": no_decay, "weight_decay": 0.0},
             *self.head.parameter_groups(self.hparams.weight_decay),
         ]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hparams.learning_rate)
+        optimizer = torch.optim.AdamW(_merge_groups(groups), lr=self.hparams.learning_rate)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = self.hparams.get("warmup_steps")
         warmup = int(total * self.hparams.warmup_ratio) if warmup is None else min(int(warmup), total)
@@ -432,6 +432,20 @@ class TokenClassifier(L.LightningModule):
         model.load_state_dict(checkpoint["state_dict"])
         model.eval()
         return model
+
+
+def _merge_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge parameter groups with equal settings, in first-seen order, dropping empty ones.
+
+    Backbone and head weights then share the `decay` and `no_decay` groups, which keeps the group
+    layout (and so `--ckpt_path` resumes) of checkpoints written before heads were parts.
+    """
+    merged: dict[tuple, dict[str, Any]] = {}
+    for group in groups:
+        settings = tuple(sorted((k, v) for k, v in group.items() if k != "params"))
+        target = merged.setdefault(settings, {**group, "params": []})
+        target["params"] = [*target["params"], *group["params"]]
+    return [group for group in merged.values() if group["params"]]
 
 
 def build_head(

@@ -98,3 +98,16 @@ def test_warmup_ratio_applies_without_warmup_steps_and_bad_values_are_named() ->
         TokenClassifier(BERT, ["O", "B-X", "I-X"], lr_schedule="step")
     with pytest.raises(ModelError, match="must be >= 0"):
         TokenClassifier(BERT, ["O", "B-X", "I-X"], warmup_steps=-1)
+
+
+@pytest.mark.parametrize(("head", "groups"), [("softmax", [0.01, 0.0]), ("crf", [0.01, 0.0, 0.0])])
+def test_parameter_groups_keep_the_layout_of_format_1_checkpoints(head: str, groups: list[float]) -> None:
+    """Backbone and head share the decay / no-decay groups (the CRF adds its own), as before heads were
+    parts, so `--ckpt_path` resumes the optimizer state of an older checkpoint."""
+    model = TokenClassifier(BERT, ["O", "B-X", "I-X"], head=head)
+    model.trainer = L.Trainer(max_steps=4, logger=False, enable_progress_bar=False)
+    optimizer = model.configure_optimizers()["optimizer"]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == groups
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    if head == "crf":
+        assert optimizer.param_groups[2]["lr"] == 5e-3 and len(optimizer.param_groups[2]["params"]) == 3

@@ -73,6 +73,6 @@ def test_inference_benchmark_quick(trained_models: dict, tmp_path: Path) -> None
     }
     assert all(row["session.run %"] > 0 for row in stages)
     assert all(any(key.startswith("MatMul") for key in row) for row in result["operators"])
-    assert {row["token_budget"] for row in result["sweep"]} == {128, 256}
+    assert {row["token_budget"] for row in result["sweep"]} == {64, 128}
     text = (tmp_path / "inference_quick.md").read_text(encoding="utf-8")
     assert "int8 vs HF" in text and "cpu_isa" in text
