@@ -1,10 +1,9 @@
 """Backend-neutral job descriptions: the seam between orchestration and backends.
 
 The orchestration (`launch/pipeline.py`) builds these frozen specs from configs; a backend
-turns them into something that runs: `launch/azure/` into azure-ai-ml entities, `launch/local/`
-into subprocesses and an Optuna study. Commands use Azure ML's placeholder syntax
-(`${{inputs.name}}`, `${{outputs.name}}`, `${{search_space.name}}`); the local backend
-substitutes them itself, so both backends run exactly the same command line.
+turns them into something that runs: `launch/azure/` into azure-ai-ml entities, submitted to an
+Azure ML workspace or to its local emulator (`launch/local/`). Commands use Azure ML's
+placeholder syntax (`${{inputs.name}}`, `${{outputs.name}}`, `${{search_space.name}}`).
 """
 
 from __future__ import annotations
@@ -24,6 +23,16 @@ JobStatus = Literal["Completed", "Failed", "Canceled", "Running", "Queued", "Not
 def frozen_mapping(values: Mapping | None = None) -> Mapping:
     """A read-only copy of `values` (specs are immutable once built)."""
     return MappingProxyType(dict(values or {}))
+
+
+def job_output_uri(job_name: str, output: str, relative: str = "") -> str:
+    """`azureml://jobs/<job>/outputs/<output>[/paths/<relative>]`: the one form of a job-output reference.
+
+    `JobResult.outputs` holds it, `JobInput("job_output", ...)` takes it, Azure ML and the local
+    emulator resolve it.
+    """
+    uri = f"azureml://jobs/{job_name}/outputs/{output}"
+    return f"{uri}/paths/{relative.strip('/')}" if relative.strip("/") else uri
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,9 @@ class JobInput:
     Attributes:
         type: `uri_folder` (a data asset or a folder), `uri_file` (a config file passed verbatim)
             or `job_output` (an output of an earlier job, for example the final model folder).
-        value: Asset reference (`AssetRef`), local path, or `<job name>/<output name>`.
+        value: Asset reference (`AssetRef`), local path, or for `job_output` the one form of a
+            job-output reference, `azureml://jobs/<job>/outputs/<output>[/paths/<relative path>]`
+            (what `JobResult.outputs` holds).
     """
 
     type: Literal["uri_folder", "uri_file", "job_output"]
