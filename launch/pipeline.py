@@ -81,6 +81,7 @@ STEPS = (
 )
 STATE_VERSION = 1
 RESUME_INPUT = "resume_checkpoint"
+INIT_INPUT = "init_checkpoint"
 
 Announce = Callable[[str], Any]
 
@@ -804,6 +805,15 @@ class Pipeline:
             previous = None if self._attachable("final_training") else self._previous_job("final_training")
             resolved = self._resolve_final_training(chosen, claim=True)
             job = replace(spec, tags={**spec.tags, **_string_tags(resolved.mlflow_tags)})
+            if resolved.init_checkpoint and not previous:
+                # continue_from_previous / an explicit checkpoint: the job reads it as an input
+                # (a job-output reference, or a local file uploaded at submission).
+                job = replace(
+                    job,
+                    command=f"{job.command} --model.init_checkpoint ${{{{inputs.{INIT_INPUT}}}}}",
+                    inputs={**job.inputs, INIT_INPUT: JobInput("uri_file", str(resolved.init_checkpoint))},
+                )
+                self.announce(f"  starting from checkpoint {resolved.init_checkpoint}")
             if previous:
                 job = _resuming(job, job_output_uri(previous, MODEL_OUTPUT))
                 self.announce(

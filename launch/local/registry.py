@@ -162,16 +162,17 @@ class VersionedOperations:
                     numbers = [int(v) for v in self._versions(entity.name) if v.isdigit()]
                     entity.version = str(max(numbers, default=0) + 1)
             path = self._file(entity.name, str(entity.version))
+            stamp = path.with_suffix(".fingerprint")
             if path.is_file():
                 existing = self._load(path)
-                if (existing.properties or {}).get("content_fingerprint") == fingerprint:
+                if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == fingerprint:
                     return existing
                 raise _conflict(
                     f"{self._KIND_NAMES[self.kind]} {entity.name}:{entity.version} already exists with other "
                     "content; registered versions are immutable: register the new content as a new version"
                 )
-            entity.properties = {**(entity.properties or {}), "content_fingerprint": fingerprint}
             path.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(fingerprint + "\n", encoding="utf-8")
             entity.dump(str(path))
         return self._load(path)
 

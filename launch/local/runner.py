@@ -229,10 +229,10 @@ def run_command_job(
                 env=rank_env,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
-                # The job's processes share one process group (its own session): stopping the job
-                # stops everything it started, training workers included.
-                start_new_session=rank == 0,
-                process_group=None if rank == 0 else pgid,
+                # The job's processes share one process group of their own: stopping the job stops
+                # everything it started, training workers included, and a terminal's Ctrl-C reaches
+                # the launcher only (which cancels its jobs).
+                process_group=0 if rank == 0 else pgid,
             )
             if rank == 0:
                 pgid = process.pid

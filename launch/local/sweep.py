@@ -47,7 +47,7 @@ def _sampler(sweep: Any) -> Any:
 
     algorithm = sweep.sampling_algorithm
     kind = str(getattr(algorithm, "type", algorithm)).lower()
-    seed = getattr(algorithm, "seed", None)
+    seed = getattr(algorithm, "seed", None) or 0  # a fixed order when the entity names no seed
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "bayesian":
