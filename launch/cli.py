@@ -1,6 +1,7 @@
 """`ner-pipeline`: run the Phase 1 pipeline, or one of its steps, from a terminal.
 
     ner-pipeline run --config configs/pipeline/smoke.yaml [--backend local|azure] [--until STEP] [--force STEP]
+    ner-pipeline run --config configs/pipeline/azure.yaml --cpu   (the GPU preset on the local emulator)
     ner-pipeline <step> --config ...   (runs every step up to STEP, reusing completed ones)
     ner-pipeline summary --config ...  (prints the last summary)
 
@@ -43,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
             choices=STEPS,
             help="recompute STEP even if unchanged (repeatable)",
         )
+        sub.add_argument(
+            "--cpu",
+            action="store_true",
+            help="swap the config's GPU overlay for its CPU one (training.accelerator), e.g. on the emulator",
+        )
         return sub
 
     run = add("run", "run the whole pipeline (or up to --until)")
@@ -79,7 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         until = args.until if args.command == "run" else args.command
         run_pipeline(
-            args.config, backend=args.backend, until=until, force=tuple(args.force), workspace=args.workspace
+            args.config,
+            backend=args.backend,
+            until=until,
+            force=tuple(args.force),
+            workspace=args.workspace,
+            cpu=args.cpu,
         )
     except NerLightningError as error:
         print(f"ner-pipeline: error: {error}", file=sys.stderr)

@@ -588,7 +588,11 @@ def _resolve(
             )
         # A job-output reference (azureml://jobs/.../last.ckpt) is read by the job itself, on Azure ML
         # or the emulator; only a local file can be checked here.
-        if init_checkpoint is not None and ckpt["validate"] and not str(init_checkpoint).startswith("azureml://"):
+        if (
+            init_checkpoint is not None
+            and ckpt["validate"]
+            and not str(init_checkpoint).startswith("azureml://")
+        ):
             validate_checkpoint(
                 init_checkpoint, field_name if explicit is not None else "checkpoint.source", config_path
             )

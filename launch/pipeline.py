@@ -140,6 +140,22 @@ class PipelineConfig:
     distribution: Distribution | None = None
     timeouts: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
     stream: bool | None = None
+    accelerator: tuple[Path, Path] | None = None
+
+    def on_cpu(self) -> PipelineConfig:
+        """This config with its accelerator overlay swapped for the CPU one (`ner-pipeline run --cpu`).
+
+        Raises:
+            LaunchError: The config names no `training.accelerator`.
+        """
+        if self.accelerator is None:
+            raise self.source.error(
+                "--cpu needs `training.accelerator` (the overlay to swap and its CPU replacement)",
+                field="training.accelerator",
+                fix="add training.accelerator: {overlay: <gpu overlay>, cpu: ../train/cpu.yaml}",
+            )
+        gpu, cpu = self.accelerator
+        return replace(self, train_configs=tuple(cpu if path == gpu else path for path in self.train_configs))
 
 
 #: Default wall-clock limits (seconds) of the pipeline's jobs; every job has one.
@@ -185,11 +201,15 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
 
     source = config.get("dataset.source_dir")
     prepare = config.get("dataset.prepare.command")
-    if not source and not prepare:
+    registered = config.get("dataset.registered", False)
+    if registered is not True and registered is not False:
+        raise config.error(f"`dataset.registered` is {registered!r}", field="dataset.registered", fix="true or false")
+    if sum(map(bool, (source, prepare, registered))) != 1:
         raise config.error(
-            "missing `dataset.source_dir` (or `dataset.prepare.command`)",
+            "give exactly one of `dataset.source_dir`, `dataset.prepare.command` or `dataset.registered: true`",
             field="dataset.source_dir",
-            fix="point dataset.source_dir at a folder in the canonical layout, or give a prepare command",
+            fix="point dataset.source_dir at a folder in the canonical layout, give a prepare command, or "
+            "use a data asset already registered in the workspace (registered: true)",
         )
     train_configs = config.get("training.configs")
     if isinstance(train_configs, str) or not train_configs:
@@ -231,6 +251,7 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
         prepare_command=str(prepare) if prepare else None,
         environment=resolve(config.get("environment")),
         train_configs=tuple(resolve(p) for p in train_configs),
+        accelerator=_accelerator(config, resolve, tuple(resolve(p) for p in train_configs)),
         sweep_config=resolve(config.get("sweep.config")),
         dry_run_limit_batches=limit,
         final_training_config=resolve(config.get("final_training.config")),
@@ -255,6 +276,28 @@ def _local_source(config: LoadedConfig, key: str, value: Any, resolve: Callable[
     if not path.exists():
         raise config.error(f"`{key}` names {path}, which does not exist", field=key, fix="fix the path")
     return path
+
+
+def _accelerator(
+    config: LoadedConfig, resolve: Callable[[Any], Path], train_configs: tuple[Path, ...]
+) -> tuple[Path, Path] | None:
+    raw = config.get("training.accelerator")
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not raw.get("overlay") or not raw.get("cpu"):
+        raise config.error(
+            "`training.accelerator` needs `overlay` and `cpu`",
+            field="training.accelerator",
+            fix="overlay: the GPU overlay listed in training.configs; cpu: the overlay --cpu puts in its place",
+        )
+    overlay, cpu = resolve(raw["overlay"]), _local_source(config, "training.accelerator.cpu", raw["cpu"], resolve)
+    if overlay not in train_configs:
+        raise config.error(
+            f"`training.accelerator.overlay` ({raw['overlay']}) is not one of training.configs",
+            field="training.accelerator.overlay",
+            fix="name the GPU overlay exactly as training.configs lists it",
+        )
+    return overlay, cpu
 
 
 def _prepare_inputs(config: LoadedConfig, resolve: Callable[[Any], Path]) -> dict[str, Path]:
@@ -602,13 +645,19 @@ class Pipeline:
         env = self._need("environment")
 
         def action() -> dict[str, Any]:
-            if cfg.prepare_command:
+            if cfg.dataset_source is None and not cfg.prepare_command:
+                ref = self.backend.registered_data_asset(cfg.dataset_name, cfg.dataset_version)
+                source, fingerprint = ref.azure_id, ref.fingerprint
+            elif cfg.prepare_command:
                 source, fingerprint = self._prepare_dataset(AssetRef(env["name"], env["version"]))
             else:
                 assert cfg.dataset_source is not None
                 source, fingerprint = str(cfg.dataset_source), dataset_fingerprint(cfg.dataset_source)
-            spec = DataAssetSpec(cfg.dataset_name, cfg.dataset_version, source)
-            ref, reused = self.backend.ensure_data_asset(spec, fingerprint)
+            if source.startswith("azureml:") and not source.startswith("azureml://"):
+                ref, reused = AssetRef(cfg.dataset_name, cfg.dataset_version, fingerprint), True
+            else:
+                spec = DataAssetSpec(cfg.dataset_name, cfg.dataset_version, source)
+                ref, reused = self.backend.ensure_data_asset(spec, fingerprint)
             self.announce(f"  data asset {ref.name}:{ref.version} {'reused' if reused else 'registered'}")
             result: dict[str, Any] = {
                 "name": ref.name,
@@ -1113,6 +1162,7 @@ def run_pipeline(
     workspace: str | Path | None = None,
     code_dir: str | Path | None = None,
     announce: Announce = print,
+    cpu: bool = False,
 ) -> PipelineReport:
     """Load the config, take the workspace lock and run the pipeline (what `ner-pipeline run` does).
 
@@ -1128,12 +1178,16 @@ def run_pipeline(
         workspace: Overrides the config's `workspace` folder.
         code_dir: Repository root (default: current directory).
         announce: Where progress lines go.
+        cpu: Swap the config's GPU overlay for its CPU one (`training.accelerator`), e.g. to run a
+            GPU preset on the emulator.
     """
     from launch.local.workspace import LocalWorkspace
 
     config = load_pipeline_config(config_path)
     if workspace is not None:
         config = replace(config, workspace=Path(workspace))
+    if cpu:
+        config = config.on_cpu()
     code = Path(code_dir or Path.cwd()).absolute()
     local = LocalWorkspace(config.workspace)
     with local.locked(config.lock_timeout_s, announce=announce):

@@ -40,7 +40,7 @@ from launch.jobs import (
     frozen_mapping,
 )
 from launch.lineage import TAG_FINAL_RUN_ID, TAG_PIPELINE, check_registration
-from ner_lightning.contract import TAG_DATASET_NAME
+from ner_lightning.contract import TAG_DATASET_FINGERPRINT, TAG_DATASET_NAME
 
 #: Called with the job name right after submission (the pipeline records it before waiting).
 OnSubmitted = Callable[[str], Any]
@@ -104,6 +104,32 @@ class AzureBackend:
     def ensure_data_asset(self, spec: DataAssetSpec, fingerprint: str) -> tuple[AssetRef, bool]:
         """Register the dataset version (validated first), or reuse it when the fingerprint matches."""
         return register_data_asset(self.ml_client, spec, fingerprint)
+
+    def registered_data_asset(self, name: str, version: str) -> AssetRef:
+        """A data asset registered beforehand (not by this pipeline), with its content fingerprint.
+
+        Raises:
+            LaunchError: It does not exist, or carries no fingerprint tag.
+        """
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            asset = self.ml_client.data.get(name=name, version=version)
+        except ResourceNotFoundError:
+            raise LaunchError(
+                f"data asset {name}:{version} is not registered in the workspace",
+                field="dataset.registered",
+                fix="register it first (a preset with dataset.source_dir or dataset.prepare, e.g. "
+                "configs/pipeline/small.yaml, or `az ml data create`), or fix dataset.name/version",
+            ) from None
+        fingerprint = (asset.tags or {}).get(TAG_DATASET_FINGERPRINT, "")
+        if not fingerprint:
+            raise LaunchError(
+                f"data asset {name}:{version} has no `{TAG_DATASET_FINGERPRINT}` tag",
+                field="dataset.registered",
+                fix="register the dataset through the pipeline (it tags the content fingerprint) as a new version",
+            )
+        return AssetRef(name, version, fingerprint)
 
     def ensure_folder_asset(self, spec: DataAssetSpec, fingerprint: str) -> tuple[AssetRef, bool]:
         """Register any folder (e.g. a backbone) as a `uri_folder` data asset, or reuse it."""

@@ -15,6 +15,7 @@ its MLflow run is marked KILLED.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import shutil
 import sys
@@ -248,14 +249,10 @@ class JobOperations:
     def _finish(self, name: str, run_id: str, outcome: Outcome) -> None:
         mlflow = self.client.workspace.mlflow_client()
         for log in sorted((self.store.job_dir(name) / "user_logs").glob("*.txt")):
-            try:
+            with contextlib.suppress(Exception):  # the log stays in the job folder either way
                 mlflow.log_artifact(run_id, str(log), "user_logs")
-            except Exception:  # the log stays in the job folder either way
-                pass
-        try:
+        with contextlib.suppress(Exception):  # the record below still says how the job ended
             mlflow.set_terminated(run_id, _MLFLOW_STATUS.get(outcome.status, "FAILED"))
-        except Exception:
-            pass
         self.store.update(name, status=outcome.status, error=outcome.error, finished=time.time())
 
     def _execute(self, name: str, job: Any, experiment_id: str, cancel: threading.Event) -> None:

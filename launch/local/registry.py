@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from launch.local.snapshot import upload
@@ -67,8 +68,12 @@ class VersionedOperations:
         resolve: Resolves an `azureml://` URI to a local path (job outputs, datastore paths).
     """
 
-    _LOADERS = {"data": "load_data", "environments": "load_environment", "models": "load_model"}
-    _KIND_NAMES = {"data": "data asset", "environments": "environment", "models": "model"}
+    _LOADERS: Mapping[str, str] = MappingProxyType(
+        {"data": "load_data", "environments": "load_environment", "models": "load_model"}
+    )
+    _KIND_NAMES: Mapping[str, str] = MappingProxyType(
+        {"data": "data asset", "environments": "environment", "models": "model"}
+    )
 
     def __init__(self, workspace: LocalWorkspace, kind: str, resolve: Callable[[str], Path]) -> None:
         self.workspace = workspace

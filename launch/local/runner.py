@@ -17,6 +17,7 @@ Given the loaded job entity (what `job.yaml` says, nothing else), the runner:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -106,14 +107,10 @@ def _stop_group(pgid: int, processes: list[subprocess.Popen], grace_s: float = S
         return
     deadline = time.monotonic() + grace_s
     for process in processes:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     for process in processes:
         process.wait()
 

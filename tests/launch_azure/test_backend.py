@@ -11,7 +11,7 @@ from launch.azure.submit import require_completed, wait
 from launch.configs import load_config
 from launch.errors import JobFailedError
 from launch.job_specs import JobContext, build_dry_run, build_sweep
-from launch.jobs import AssetRef, Backend, ModelRegistration
+from launch.jobs import AssetRef, Backend
 from launch.search_space import load_sweep_config
 from tests.conftest import REPO_ROOT
 from tests.launch_azure.conftest import CONFIGS, FakeMLClient, write
@@ -113,8 +113,14 @@ def test_wait_is_bounded_by_the_job_timeout(ctx, compute_config):
     client = FakeMLClient()
     client.jobs.statuses = ("Running",)
     backend = AzureBackend(
-        client, compute_config, REPO_ROOT, poll_s=0.001, read_run=_reader({}), announce=lambda _: None,
-        stream_logs=False, queue_allowance_s=0.01,
+        client,
+        compute_config,
+        REPO_ROOT,
+        poll_s=0.001,
+        read_run=_reader({}),
+        announce=lambda _: None,
+        stream_logs=False,
+        queue_allowance_s=0.01,
     )
     spec = build_dry_run(ctx, timeout_s=0)
     with pytest.raises(JobFailedError, match="still Running"):

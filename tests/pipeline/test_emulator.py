@@ -79,7 +79,9 @@ def emu(tmp_path_factory: pytest.TempPathFactory):
     backend = AzureBackend(
         client, compute, code, stream_logs=False, poll_s=0.2, announce=lines.append, name="local"
     )
-    spec = EnvironmentSpec(ENV.name, ENV.version, "mcr.microsoft.com/azureml/base:1", str(root / "conda.yaml"))
+    spec = EnvironmentSpec(
+        ENV.name, ENV.version, "mcr.microsoft.com/azureml/base:1", str(root / "conda.yaml")
+    )
     backend.ensure_environment(spec, environment_fingerprint(spec))
     yield SimpleNamespace(client=client, backend=backend, code=code, root=root, compute=compute, lines=lines)
     client.close()
@@ -170,7 +172,9 @@ def test_backend_run_reports_metrics_and_job_output_references(emu, tmp_path: Pa
 
 
 def test_failed_job_reports_its_log_tail(emu) -> None:
-    result = emu.backend.run(_job("python fake_train.py --out ${{outputs.output}} --fail 'misaligned line 3'"))
+    result = emu.backend.run(
+        _job("python fake_train.py --out ${{outputs.output}} --fail 'misaligned line 3'")
+    )
     assert result.status == "Failed"
     assert "misaligned line 3" in result.error and "exited with status 3" in result.error
     run = MlflowClient(emu.client.workspace.tracking_uri).get_run(result.run_id)
@@ -204,7 +208,9 @@ def test_unresolvable_references_fail_naming_the_reference(emu) -> None:
     wrong_output = emu.backend.run(
         _job("ls ${{inputs.m}}", inputs={"m": JobInput("job_output", job_output_uri(done.job_id, "model"))})
     )
-    assert "names output 'model', but job" in wrong_output.error and "declares only output" in wrong_output.error
+    assert (
+        "names output 'model', but job" in wrong_output.error and "declares only output" in wrong_output.error
+    )
     with pytest.raises(ResourceNotFoundError, match=r"toy:9 does not exist"):
         emu.backend.run(_job("true", inputs={"d": JobInput("uri_folder", AssetRef("toy", "9"))}))
     with pytest.raises(ResourceNotFoundError, match=r"environment azureml:ghost:1 is not registered"):
@@ -223,7 +229,9 @@ def test_registries_are_immutable_and_idempotent(emu, tmp_path: Path) -> None:
         emu.backend.ensure_data_asset(DataAssetSpec("imm", "1", str(_dataset(tmp_path, "y"))), "fp-y")
     # The service itself: identical content is idempotent, other content is a conflict.
     same = emu.client.data.create_or_update(Data(name="raw", version="1", path=str(first), type="uri_folder"))
-    again = emu.client.data.create_or_update(Data(name="raw", version="1", path=str(first), type="uri_folder"))
+    again = emu.client.data.create_or_update(
+        Data(name="raw", version="1", path=str(first), type="uri_folder")
+    )
     assert same.path == again.path
     (first / "train.jsonl").write_text("changed\n")
     with pytest.raises(ResourceExistsError, match="immutable"):
@@ -240,10 +248,14 @@ def test_registries_are_immutable_and_idempotent(emu, tmp_path: Path) -> None:
 # --- sweeps ------------------------------------------------------------------------------------
 def _sweep(command: str, algorithm: str = "random", trials: int = 3, **kw) -> SweepJobSpec:
     return SweepJobSpec(
-        trial=_job(command, name="sweep", stage="sweep", compute="gpu", distribution=kw.pop("distribution", None)),
+        trial=_job(
+            command, name="sweep", stage="sweep", compute="gpu", distribution=kw.pop("distribution", None)
+        ),
         search_space=kw.pop("space", {"score": Choice((0.2, 0.9, 0.5))}),
         sampling_algorithm=algorithm,
-        limits=SweepLimits(max_total_trials=trials, max_concurrent_trials=kw.pop("concurrent", 1), timeout_s=600),
+        limits=SweepLimits(
+            max_total_trials=trials, max_concurrent_trials=kw.pop("concurrent", 1), timeout_s=600
+        ),
         seed=1,
         **kw,
     )
@@ -321,7 +333,12 @@ def test_pytorch_distribution_runs_one_process_per_rank(emu, tmp_path: Path) -> 
     assert result.status == "Completed", result.error
     folder = emu.backend.download_output(result.job_id, "output", tmp_path / "dl")
     ranks = [json.loads((folder / f"rank_{r}.json").read_text()) for r in range(4)]
-    assert [(r["NODE_RANK"], r["LOCAL_RANK"]) for r in ranks] == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
+    assert [(r["NODE_RANK"], r["LOCAL_RANK"]) for r in ranks] == [
+        ("0", "0"),
+        ("0", "1"),
+        ("1", "0"),
+        ("1", "1"),
+    ]
     assert {r["WORLD_SIZE"] for r in ranks} == {"4"} and {r["LOCAL_WORLD_SIZE"] for r in ranks} == {"2"}
     assert len({r["MASTER_PORT"] for r in ranks}) == 1 and {r["MASTER_ADDR"] for r in ranks} == {"127.0.0.1"}
 

@@ -23,9 +23,11 @@ from azure.ai.ml import load_job
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from launch.azure.entities import command_entity
+from launch.azure.environment import environment_fingerprint, load_environment
 from launch.cli import main
 from launch.errors import LaunchError
-from launch.jobs import ModelRegistration
+from launch.jobs import AssetRef, CommandJobSpec, JobResult, ModelRegistration, job_output_uri
 from launch.lineage import (
     TAG_BACKBONE,
     TAG_CONVERSION_RUN_ID,
@@ -35,9 +37,6 @@ from launch.lineage import (
     TAG_PIPELINE,
     TAG_SWEEP_ID,
 )
-from launch.azure.entities import command_entity
-from launch.azure.environment import environment_fingerprint, load_environment
-from launch.jobs import AssetRef, CommandJobSpec, JobResult, job_output_uri
 from launch.local import EmulatedMLClient
 from launch.local.sweep import PARENT_RUN_TAG
 from launch.pipeline import (
@@ -126,7 +125,9 @@ def emulated(tmp_path_factory: pytest.TempPathFactory):
     backend.ml_client.close()
 
 
-def _spec(emulated, command: str, *, stage: str = "dry_run", tags: Mapping[str, str] | None = None) -> CommandJobSpec:
+def _spec(
+    emulated, command: str, *, stage: str = "dry_run", tags: Mapping[str, str] | None = None
+) -> CommandJobSpec:
     from launch.azure.environment import load_environment as load_env
 
     env = load_env(emulated.config.environment)
@@ -207,7 +208,10 @@ def test_rerun_reattaches_to_the_submitted_job_instead_of_resubmitting(emulated)
     while (record := PipelineState(state_dir / "smoke.json").get("dry_run")) is None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert record.status == "submitted" and emulated.client.jobs.get(record.result["job_id"]).status != "Completed"
+    assert (
+        record.status == "submitted"
+        and emulated.client.jobs.get(record.result["job_id"]).status != "Completed"
+    )
     # What a rerun after Ctrl-C does: a new Pipeline on the same state re-attaches.
     second = Pipeline(emulated.config, emulated.backend, state_dir, REPO_ROOT, announce=lambda _m: None)
     second._fingerprints["dry_run"] = "same inputs"
@@ -238,7 +242,11 @@ def test_interrupted_final_training_resumes_from_its_azureml_checkpoint(emulated
         assert time.monotonic() < deadline
         time.sleep(0.2)
     backend.cancel(interrupted.name)
-    resumed = backend.run(_resuming(_spec(emulated, "echo training", stage=STAGE_FINAL), job_output_uri(interrupted.name, "model")))
+    resumed = backend.run(
+        _resuming(
+            _spec(emulated, "echo training", stage=STAGE_FINAL), job_output_uri(interrupted.name, "model")
+        )
+    )
     assert resumed.status == "Completed", resumed.error
     out = backend.download_output(resumed.job_id, "model", emulated.root / "dl")
     assert (out / "checkpoints" / "last.ckpt").read_text() == "epoch1\n"
@@ -482,7 +490,12 @@ def _live_in_group(pgid: int) -> list[int]:
 def _interrupt(workspace: Path, sig: signal.Signals, ready) -> tuple[str, dict]:
     """Start the pipeline, wait until `ready(records)` names a job, send `sig` to the pipeline process."""
     process = subprocess.Popen(
-        _cli_command(workspace), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=PINNED_ENV
+        _cli_command(workspace),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=PINNED_ENV,
     )
     record = _wait_for(lambda: ready(_records(workspace)))
     process.send_signal(sig)
@@ -504,7 +517,9 @@ def test_interrupts_during_sweep_and_final_training_then_resume(tmp_path: Path) 
     _run_cli(workspace, "--until", "dry_run")
 
     def trial_running(records: list[dict]) -> dict | None:
-        return next((r for r in records if r.get("parent") and r.get("pgid") and r["status"] == "Running"), None)
+        return next(
+            (r for r in records if r.get("parent") and r.get("pgid") and r["status"] == "Running"), None
+        )
 
     _, trial = _interrupt(workspace, signal.SIGINT, trial_running)
     assert not _live_in_group(trial["pgid"])
@@ -524,7 +539,10 @@ def test_interrupts_during_sweep_and_final_training_then_resume(tmp_path: Path) 
     assert client.get_run(final["name"]).info.status == "KILLED"
 
     resumed = _run_cli(workspace)
-    assert f"resuming the interrupted final training from azureml://jobs/{final['name']}/outputs/model" in resumed.stdout
+    assert (
+        f"resuming the interrupted final training from azureml://jobs/{final['name']}/outputs/model"
+        in resumed.stdout
+    )
     assert "reused: environment, data_asset, dry_run, sweep, selection" in resumed.stdout
     emulated = EmulatedMLClient(workspace)
     assert len(list(emulated.models.list(name="ner-smoke"))) == 1
