@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from launch.local.runner import Outcome, run_command_job
+from launch.local.runner import Outcome, instance_count, run_command_job
 from launch.local.snapshot import snapshot_code, upload
 from launch.local.workspace import LocalWorkspace, write_json_atomic
 
@@ -214,7 +214,7 @@ class JobOperations:
             ) from None
         compute = str(job.compute or "").removeprefix("azureml:")
         cluster = self.client.compute.get(compute)
-        nodes = int(getattr(getattr(task, "resources", None), "instance_count", None) or 1)
+        nodes = instance_count(task)
         if nodes > int(cluster.max_instances or 0):
             raise ValidationException(
                 message=f"job {job.display_name!r} asks for {nodes} nodes but cluster {compute} has "

@@ -3,7 +3,8 @@
 Given the loaded job entity (what `job.yaml` says, nothing else), the runner:
 
 - copies the code snapshot into the job's working directory and runs the command there;
-- resolves every input (`azureml:` assets, `azureml://jobs/.../outputs/...`, datastore uploads),
+- resolves every input (`azureml:` assets, `azureml://jobs/.../outputs/...`, datastore uploads)
+  and mounts it under the job's own `cap/data-capability/wd/INPUT_<name>` for the job's lifetime,
   creates every output folder, and substitutes `${{inputs.X}}`, `${{outputs.X}}` and (for sweep
   trials) `${{search_space.X}}`;
 - runs in the registered environment (only its declared packages, `launch/local/environments.py`)
@@ -93,10 +94,39 @@ def _free_port() -> int:
 def _world(job: Any) -> tuple[int, int]:
     """(nodes, processes per node) of the job's distribution (1, 1 without one)."""
     distribution = getattr(job, "distribution", None)
-    nodes = int(getattr(getattr(job, "resources", None), "instance_count", None) or 1)
+    nodes = instance_count(job)
     if distribution is None or str(getattr(distribution, "type", "")).lower() != "pytorch":
         return nodes if distribution is not None else 1, 1
     return nodes, int(getattr(distribution, "process_count_per_instance", None) or 1)
+
+
+def _mount(source: Path, mounts: Path, name: str) -> Path:
+    """Mount an input for one job: `INPUT_<name>` (a folder), or `INPUT_<name>/<file name>` (a file).
+
+    Azure ML mounts inputs under the job's own capability folder; the emulator links them there,
+    so the paths a job sees are its own and vanish when it ends.
+    """
+    mount = mounts / f"INPUT_{name}"
+    mounts.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        if not mount.exists():
+            mount.symlink_to(source, target_is_directory=True)
+        return mount
+    mount.mkdir(exist_ok=True)
+    if not (mount / source.name).exists():
+        (mount / source.name).symlink_to(source)
+    return mount / source.name
+
+
+def instance_count(job: Any) -> int:
+    """Nodes a job (or sweep trial) asks for: `resources.instance_count`, 1 when absent."""
+    resources = getattr(job, "resources", None)
+    value = (
+        resources.get("instance_count")
+        if isinstance(resources, dict)
+        else getattr(resources, "instance_count", None)
+    )
+    return int(value or 1)
 
 
 def _stop_group(pgid: int, processes: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
@@ -154,10 +184,14 @@ def run_command_job(
         if not workdir.exists():
             shutil.copytree(str(job.code), workdir, symlinks=True)
         inputs = {}
+        mounts = job_dir / "cap" / "data-capability" / "wd"
         for input_name, value in (job.inputs or {}).items():
             path = getattr(value, "path", None)
-            inputs[input_name] = (
-                str(resolve_uri(client, str(path), f"inputs.{input_name}")) if path is not None else value
+            if path is None:  # a literal value (a number, a string)
+                inputs[input_name] = value
+                continue
+            inputs[input_name] = str(
+                _mount(resolve_uri(client, str(path), f"inputs.{input_name}"), mounts, input_name)
             )
         outputs = {}
         for output_name in job.outputs or {}:
@@ -243,6 +277,9 @@ def run_command_job(
     finally:
         for handle in logs:
             handle.close()
+        # Inputs are mounted for the job's lifetime only, as on Azure ML: a path a job recorded
+        # (in a checkpoint, a config) does not lead into another job's inputs.
+        shutil.rmtree(job_dir / "cap", ignore_errors=True)
     if outcome.status == "Failed":
         log_text = "\n".join(tail(path) for path in log_paths)
         hint = undeclared_hint(
