@@ -90,6 +90,23 @@ class NerLightningCLI(LightningCLI):
         parser.add_lightning_class_args(OnnxExport, "onnx_export")
         parser.link_arguments("output_dir", "onnx_export.output_dir", compute_fn=onnx_dir)
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse, remembering the backbone this job was given before a resume can replace it."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        self._given_backbone = self.config.get(f"{subcommand}.model.backbone") if subcommand else None
+
+    def before_instantiate_classes(self) -> None:
+        """When resuming, keep this job's `--model.backbone` over the one the checkpoint recorded.
+
+        LightningCLI copies a resumed checkpoint's hyperparameters into the config; the backbone
+        there is a path of the job that wrote it (on Azure ML its input mount, gone once it ended).
+        """
+        subcommand = self.config.get("subcommand")
+        given = getattr(self, "_given_backbone", None)
+        if subcommand and given and self.config.get(f"{subcommand}.ckpt_path"):
+            self.config[f"{subcommand}.model.backbone"] = given
+
     def after_instantiate_classes(self) -> None:
         """When resuming (`--ckpt_path`), the restored state wins: `--model.init_checkpoint` is not read.
 
