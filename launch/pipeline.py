@@ -874,7 +874,7 @@ class Pipeline:
             except JobFailedError as exc:
                 self._mark_variant_failed(resolved, exc)
                 raise
-            self._mark_variant(resolved, result)
+            self._mark_variant(resolved, result, resumed=bool(previous))
             return {**_job_to_dict(result), "resumed_from": previous}
 
         return self._step("final_training", inputs_key, action)
@@ -913,19 +913,23 @@ class Pipeline:
             git_commit=self.commit,
         )
 
-    def _mark_variant(self, resolved: Any, result: JobResult) -> None:
+    def _mark_variant(self, resolved: Any, result: JobResult, *, resumed: bool) -> None:
+        """Record the variant complete with its final checkpoint as a job-output reference.
+
+        The model the conversion converts: `best.ckpt`, or `last.ckpt` after a resume (the copied
+        `best.ckpt` is the interrupted attempt's). `continue_from_previous` reads it on any backend.
+        """
         from launch import final_training
 
         output = result.outputs[MODEL_OUTPUT]
         final_training.mark_variant_running(
             resolved, run_id=result.run_id, job_id=result.job_id, output_dir=output
         )
-        # The checkpoint as a job-output reference: continue_from_previous reads it on any backend.
         final_training.mark_variant_complete(
             resolved,
             metrics=dict(result.metrics),
             run_id=result.run_id,
-            checkpoint=f"{output}/paths/{CHECKPOINT_DIR}/{LAST_CHECKPOINT}",
+            checkpoint=f"{output}/paths/{CHECKPOINT_DIR}/{LAST_CHECKPOINT if resumed else BEST_CHECKPOINT}",
         )
 
     def _mark_variant_failed(self, resolved: Any, exc: JobFailedError) -> None:

@@ -116,3 +116,21 @@ def test_a_sweep_bigger_than_the_gpu_cluster_is_refused_before_submission(comput
     with pytest.raises(LaunchError, match=r"4 concurrent trials x 2 node\(s\) = 8 nodes.*max_instances=4"):
         backend.run_sweep(_specs(config)["sweep"])
     assert client.jobs.submitted == []
+
+
+@pytest.mark.parametrize("preset", ["smoke", "small", "azure"])
+def test_training_jobs_resolve_their_backbone_inside_the_job(preset):
+    """Defect 2: tiny.yaml's backbone lies under tests/, which `.amlignore` keeps out of the code
+    snapshot, and base.yaml's `pkg:` backbone needs a package the environment does not install.
+    Every preset now passes the backbone as a registered data asset input."""
+    from launch.local.snapshot import snapshot_files
+
+    config = load_pipeline_config(CONFIGS / "pipeline" / f"{preset}.yaml")
+    named = [load_config(p).get("model.backbone") for p in config.train_configs]
+    backbone = next((str(b) for b in reversed(named) if b), "")
+    snapshot = {relative for _, relative in snapshot_files(REPO_ROOT)}
+    in_snapshot = any(relative.startswith(f"{backbone.rstrip('/')}/") for relative in snapshot)
+    assert not in_snapshot, f"{preset}: {backbone} would be read from the snapshot"
+    assert config.backbone is not None, f"{preset}: the job could not load {backbone}"
+    command = _specs(replace(config, distribution=None))["dry_run"].command
+    assert "--model.backbone ${{inputs.backbone}}" in command

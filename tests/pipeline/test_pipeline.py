@@ -595,3 +595,22 @@ def test_notebook_runs_headless_against_the_local_backend(tmp_path: Path) -> Non
         for output in cell.outputs
     )
     assert "ner-smoke version 1" in text
+
+
+def test_continue_from_previous_starts_from_an_azureml_checkpoint(tmp_path: Path) -> None:
+    """Defect 5: final-training variants on Azure recorded no checkpoint (an azureml:// output is no
+    local file), so `continue_from_previous` could not work there. The variant now records its
+    checkpoint as a job-output reference and the next variant starts from it (the job reads it)."""
+    from launch.final_training import mark_variant_complete, mark_variant_running
+    from tests.final_training.conftest import Project
+
+    project = Project(tmp_path)
+    parent = project.load(backend="azure")
+    output = job_output_uri("job1", "model")
+    mark_variant_running(parent, run_id="job1", job_id="job1", output_dir=output)
+    checkpoint = job_output_uri("job1", "model", "checkpoints/best.ckpt")
+    mark_variant_complete(parent, checkpoint=checkpoint, metrics={"val_f1": 0.5})
+    project.final_config("run:\n  mode: continue_from_previous\nsource:\n  type: final_training\n")
+    child = project.load(backend="azure")
+    assert child.init_checkpoint == checkpoint and child.action == "train"
+    assert dict(child.parent) == {"spec_fp": parent.spec_fp, "exec_fp": parent.exec_fp, "variant": 1}
