@@ -8,10 +8,11 @@ placeholder syntax (`${{inputs.name}}`, `${{outputs.name}}`, `${{search_space.na
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ner_lightning.contract import PRIMARY_METRIC, PRIMARY_METRIC_GOAL
 
@@ -267,7 +268,8 @@ class RegisteredModel:
 
 
 class Backend(Protocol):
-    """What the orchestration needs from a backend (Azure ML or local)."""
+    """What the orchestration needs from a backend: `launch.azure.backend.AzureBackend`, on an Azure
+    ML workspace or on the local emulator (`launch.local.EmulatedMLClient`)."""
 
     name: str
 
@@ -283,18 +285,48 @@ class Backend(Protocol):
         """
         ...
 
+    def ensure_folder_asset(self, spec: DataAssetSpec, fingerprint: str) -> tuple[AssetRef, bool]:
+        """Register any folder (e.g. a backbone) as a `uri_folder` data asset; same immutability rule."""
+        ...
+
+    def registered_data_asset(self, name: str, version: str) -> AssetRef:
+        """A data asset registered beforehand, with its content fingerprint."""
+        ...
+
     def ensure_environment(self, spec: EnvironmentSpec, fingerprint: str) -> tuple[AssetRef, bool]:
         """Register the environment version, or reuse it; same immutability rule as assets."""
         ...
 
-    def run(self, job: CommandJobSpec) -> JobResult:
-        """Submit a command job and wait for its terminal status."""
+    def run(self, job: CommandJobSpec, on_submitted: Callable[[str], Any] = ...) -> JobResult:
+        """Submit a command job, report its name at once, and wait for its terminal status."""
         ...
 
-    def run_sweep(self, sweep: SweepJobSpec) -> tuple[JobResult, list[TrialResult]]:
-        """Submit a sweep, wait for it, and return its parent result and every trial."""
+    def attach(self, job: CommandJobSpec, job_name: str) -> JobResult:
+        """Wait for a command job submitted earlier (a rerun re-attaches instead of resubmitting)."""
+        ...
+
+    def run_sweep(
+        self, sweep: SweepJobSpec, on_submitted: Callable[[str], Any] = ...
+    ) -> tuple[JobResult, list[TrialResult]]:
+        """Submit a sweep, report its name, wait for it, and return its parent result and every trial."""
+        ...
+
+    def attach_sweep(self, sweep: SweepJobSpec, job_name: str) -> tuple[JobResult, list[TrialResult]]:
+        """Wait for a sweep submitted earlier and return its parent result and every trial."""
+        ...
+
+    def job_status(self, job_name: str) -> str | None:
+        """Status of a submitted job, or None when the workspace does not know it."""
+        ...
+
+    def download_output(self, job_name: str, output: str, target: Path) -> Path:
+        """Download a finished job's named output under `target`; returns its folder."""
+        ...
+
+    def log_artifacts(self, run_id: str, folder: str, artifact_path: str) -> None:
+        """Attach a local folder to a run of the workspace's MLflow server."""
         ...
 
     def register_model(self, registration: ModelRegistration) -> RegisteredModel:
-        """Register a model version (never overwriting one)."""
+        """Register a model version after the lineage check (never overwriting one)."""
         ...

@@ -203,7 +203,9 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
     prepare = config.get("dataset.prepare.command")
     registered = config.get("dataset.registered", False)
     if registered is not True and registered is not False:
-        raise config.error(f"`dataset.registered` is {registered!r}", field="dataset.registered", fix="true or false")
+        raise config.error(
+            f"`dataset.registered` is {registered!r}", field="dataset.registered", fix="true or false"
+        )
     if sum(map(bool, (source, prepare, registered))) != 1:
         raise config.error(
             "give exactly one of `dataset.source_dir`, `dataset.prepare.command` or `dataset.registered: true`",
@@ -290,7 +292,10 @@ def _accelerator(
             field="training.accelerator",
             fix="overlay: the GPU overlay listed in training.configs; cpu: the overlay --cpu puts in its place",
         )
-    overlay, cpu = resolve(raw["overlay"]), _local_source(config, "training.accelerator.cpu", raw["cpu"], resolve)
+    overlay, cpu = (
+        resolve(raw["overlay"]),
+        _local_source(config, "training.accelerator.cpu", raw["cpu"], resolve),
+    )
     if overlay not in train_configs:
         raise config.error(
             f"`training.accelerator.overlay` ({raw['overlay']}) is not one of training.configs",
@@ -458,7 +463,7 @@ class Pipeline:
 
     Args:
         config: Validated pipeline config.
-        backend: A `launch.jobs.Backend` (LocalBackend or AzureBackend).
+        backend: An `AzureBackend` (on a workspace, or on the local emulator for `--backend local`).
         state_dir: Folder of the state and summary files (the local workspace's `pipelines/`).
         code_dir: Repository root (git commit, job working directory).
         force: Steps to recompute even when their fingerprint is unchanged.
