@@ -94,18 +94,25 @@ class NerLightningCLI(LightningCLI):
         """Parse, remembering the backbone this job was given before a resume can replace it."""
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        self._given_backbone = self.config.get(f"{subcommand}.model.backbone") if subcommand else None
+        self._given_paths = (
+            {key: self.config.get(f"{subcommand}.{key}") for key in ("model.backbone", "data.tokenizer")}
+            if subcommand
+            else {}
+        )
 
     def before_instantiate_classes(self) -> None:
-        """When resuming, keep this job's `--model.backbone` over the one the checkpoint recorded.
+        """When resuming, keep this job's backbone and tokenizer over those the checkpoint recorded.
 
-        LightningCLI copies a resumed checkpoint's hyperparameters into the config; the backbone
-        there is a path of the job that wrote it (on Azure ML its input mount, gone once it ended).
+        LightningCLI copies a resumed checkpoint's hyperparameters into the config (and the link to
+        `data.tokenizer` follows); the backbone there is a path of the job that wrote it (on Azure ML
+        its input mount, gone once that job ended).
         """
         subcommand = self.config.get("subcommand")
-        given = getattr(self, "_given_backbone", None)
-        if subcommand and given and self.config.get(f"{subcommand}.ckpt_path"):
-            self.config[f"{subcommand}.model.backbone"] = given
+        if not subcommand or not self.config.get(f"{subcommand}.ckpt_path"):
+            return
+        for key, given in getattr(self, "_given_paths", {}).items():
+            if given:
+                self.config[f"{subcommand}.{key}"] = given
 
     def after_instantiate_classes(self) -> None:
         """When resuming (`--ckpt_path`), the restored state wins: `--model.init_checkpoint` is not read.

@@ -556,7 +556,9 @@ def test_interrupts_during_sweep_and_final_training_then_resume(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
+def test_bad_data_is_refused_before_any_job_and_a_failing_dry_run_stops_before_the_sweep(
+    tmp_path: Path,
+) -> None:
     data = tmp_path / "bad_data"
     data.mkdir()
     for name in ("train.jsonl", "validation.jsonl", "labels.json"):
@@ -567,11 +569,23 @@ def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
     lines[2] = json.dumps(broken)
     (data / "train.jsonl").write_text("\n".join(lines) + "\n")
     config = tmp_path / "pipeline.yaml"
-    text = _absolute_paths(SMOKE.read_text()).replace(str(TOY_DATASET), str(data))
-    config.write_text(text)
+    config.write_text(_absolute_paths(SMOKE.read_text()).replace(str(TOY_DATASET), str(data)))
     result = _run_cli(tmp_path / "ws", config=config, check=False)
+    # Validated before registration, as on Azure: nothing is uploaded, no job is submitted.
     assert result.returncode == 2
-    assert "dry_run job" in result.stderr and "train.jsonl" in result.stderr
+    assert "the dataset folder failed validation" in result.stderr and "train.jsonl" in result.stderr
+    assert "dry_run: running" not in result.stdout and not (tmp_path / "ws" / "jobs").exists()
+    # A dry run that fails (a training option the CLI refuses) stops the pipeline before the sweep.
+    overlay = tmp_path / "broken_train.yaml"
+    overlay.write_text("model:\n  no_such_option: 1\n")
+    text = _absolute_paths(SMOKE.read_text()).replace(
+        f"    - {(SMOKE.parent / 'smoke_train.yaml').resolve()}\n",
+        f"    - {(SMOKE.parent / 'smoke_train.yaml').resolve()}\n    - {overlay}\n",
+    )
+    config.write_text(text)
+    result = _run_cli(tmp_path / "ws2", config=config, check=False)
+    assert result.returncode == 2
+    assert "dry_run job" in result.stderr and "no_such_option" in result.stderr
     assert "sweep: running" not in result.stdout
 
 
