@@ -98,7 +98,7 @@ def test_gpu_overlay_and_the_cpu_switch(compute_config):
     names = [p.name for p in config.train_configs]
     assert names == ["base.yaml", "azure_gpu.yaml"]
     assert [p.name for p in config.on_cpu().train_configs] == ["base.yaml", "cpu.yaml"]
-    with pytest.raises(LaunchError, match="--cpu needs `training.accelerator`"):
+    with pytest.raises(LaunchError, match=r"--cpu needs `training\.accelerator`"):
         load_pipeline_config(CONFIGS / "pipeline" / "smoke.yaml").on_cpu()
 
 
