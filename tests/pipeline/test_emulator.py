@@ -269,6 +269,7 @@ def _sweep(command: str, algorithm: str = "random", trials: int = 3, **kw) -> Sw
     )
 
 
+@pytest.mark.slow
 def test_sweep_yaml_loaded_back_runs_every_grid_point_as_child_jobs(emu, tmp_path: Path) -> None:
     """Acceptance 3 (sweep job) and the service's child listing."""
     sweep = _sweep(
