@@ -96,8 +96,8 @@ class JobStore:
         tags.update({"mlflow.parentRunId": parent_run, "trial_number": str(number)})
         run = mlflow.create_run(experiment_id, run_name=f"{sweep.display_name or parent}_{number}", tags=tags)
         name = run.info.run_id
-        for key, value in values.items():
-            mlflow.log_param(name, key, value)
+        # The trial's values are job properties (as the service keeps them), not MLflow params:
+        # the training code logs its own params, and MLflow refuses a second, differently spelled value.
         self.job_dir(name).mkdir(parents=True, exist_ok=True)
         self.write(
             name,

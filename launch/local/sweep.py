@@ -127,7 +127,7 @@ def run_sweep_job(
     """Run every trial of the loaded `SweepJob` `sweep` (job `name`, MLflow run `run_id`)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are reported by their jobs
     store = client.jobs.store
     mlflow = client.workspace.mlflow_client()
     log = store.job_dir(name) / "user_logs" / "std_log.txt"
