@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _config_or_none(args)
         where = f" (state: {state_dir_for(config)})" if config is not None else ""
         print(
-            f"ner-pipeline: interrupted ({interrupt or 'SIGINT'}). Run the same command again to resume{where}: "
+            f"ner-pipeline: interrupted ({str(interrupt) or 'SIGINT'}). Run the same command again to resume{where}: "
             "completed steps are reused, a job still running on Azure ML is re-attached, an interrupted "
             "final training resumes from its last checkpoint.",
             file=sys.stderr,
