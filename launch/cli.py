@@ -1,6 +1,7 @@
 """`ner-pipeline`: run the Phase 1 pipeline, or one of its steps, from a terminal.
 
     ner-pipeline run --config configs/pipeline/smoke.yaml [--backend local|azure] [--until STEP] [--force STEP]
+    ner-pipeline run --config configs/pipeline/azure.yaml --cpu   (the GPU preset on the local emulator)
     ner-pipeline <step> --config ...   (runs every step up to STEP, reusing completed ones)
     ner-pipeline summary --config ...  (prints the last summary)
 
@@ -10,10 +11,12 @@ Errors print one message (file, line, field, fix) and exit with status 2, withou
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from launch.errors import LaunchError
 from launch.pipeline import STEPS, load_pipeline_config, run_pipeline, state_dir_for
@@ -41,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
             choices=STEPS,
             help="recompute STEP even if unchanged (repeatable)",
         )
+        sub.add_argument(
+            "--cpu",
+            action="store_true",
+            help="swap the config's GPU overlay for its CPU one (training.accelerator), e.g. on the emulator",
+        )
         return sub
 
     run = add("run", "run the whole pipeline (or up to --until)")
@@ -53,9 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM ends the run like Ctrl-C: jobs are canceled and the state file keeps what was submitted."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ner-pipeline` console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "summary":
             config = load_pipeline_config(args.config)
@@ -71,15 +85,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         until = args.until if args.command == "run" else args.command
         run_pipeline(
-            args.config, backend=args.backend, until=until, force=tuple(args.force), workspace=args.workspace
+            args.config,
+            backend=args.backend,
+            until=until,
+            force=tuple(args.force),
+            workspace=args.workspace,
+            cpu=args.cpu,
         )
     except NerLightningError as error:
         print(f"ner-pipeline: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ner-pipeline: interrupted; run the same command again to resume", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        config = _config_or_none(args)
+        where = f" (state: {state_dir_for(config)})" if config is not None else ""
+        print(
+            f"ner-pipeline: interrupted ({str(interrupt) or 'SIGINT'}). Run the same command again to resume{where}: "
+            "completed steps are reused, a job still running on Azure ML is re-attached, an interrupted "
+            "final training resumes from its last checkpoint.",
+            file=sys.stderr,
+        )
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _config_or_none(args: argparse.Namespace) -> Any:
+    try:
+        config = load_pipeline_config(args.config)
+    except NerLightningError:
+        return None
+    return replace(config, workspace=Path(args.workspace)) if args.workspace else config
 
 
 if __name__ == "__main__":

@@ -605,7 +605,13 @@ def _resolve(
                 field="source.parent",
                 fix="run a first final training, or set source.parent to a variant folder or {spec_fp, exec_fp, variant}",
             )
-        if init_checkpoint is not None and ckpt["validate"]:
+        # A job-output reference (azureml://jobs/.../last.ckpt) is read by the job itself, on Azure ML
+        # or the emulator; only a local file can be checked here.
+        if (
+            init_checkpoint is not None
+            and ckpt["validate"]
+            and not str(init_checkpoint).startswith("azureml://")
+        ):
             validate_checkpoint(
                 init_checkpoint, field_name if explicit is not None else "checkpoint.source", config_path
             )

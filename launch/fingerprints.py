@@ -184,6 +184,23 @@ def dataset_fingerprint(folder: str | Path) -> str:
     return content_fingerprint(folder)
 
 
+def folder_fingerprint(path: str | Path) -> str:
+    """sha256 over the relative paths and bytes of every file under `path` (or of the file itself).
+
+    Names the content of a folder registered as an asset (e.g. a backbone), independent of where it lies.
+    """
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.relative_to(root).as_posix().encode("utf-8") + b"\0" if file != root else b"\0")
+        with file.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def git_commit(root_dir: Path) -> str:
     """Commit of the code: `NER_GIT_COMMIT` when set (snapshots have no .git), else `git rev-parse HEAD`.
 

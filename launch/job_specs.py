@@ -47,6 +47,8 @@ TRAIN_CONFIG_INPUT = "train_config"
 OVERLAY_INPUT_PREFIX = "overlay_"
 MODEL_OUTPUT = "model"
 MODEL_INPUT = "model"
+#: Input carrying a registered backbone folder to every training job (`--model.backbone`).
+BACKBONE_INPUT = "backbone"
 #: Extra tags on every job: environment name and version.
 TAG_ENVIRONMENT_NAME = "environment_name"
 TAG_ENVIRONMENT_VERSION = "environment_version"
@@ -68,6 +70,8 @@ class JobContext:
         tracked_configs: Other configs that shaped the jobs (sweep.yaml, compute.yaml...): hashed
             into tags, not passed to the training CLI.
         display_prefix: Prefix of every display name (for example the pipeline run's name).
+        backbone: Registered backbone folder passed to every training job as the input `backbone`
+            (`--model.backbone ${{inputs.backbone}}`), or None when the configs name a loadable one.
     """
 
     experiment_name: str
@@ -77,6 +81,7 @@ class JobContext:
     train_configs: tuple[LoadedConfig, ...]
     tracked_configs: tuple[LoadedConfig, ...] = field(default_factory=tuple)
     display_prefix: str = ""
+    backbone: AssetRef | None = None
 
     def __post_init__(self) -> None:
         if not self.train_configs:
@@ -127,6 +132,8 @@ def training_command(ctx: JobContext, extra: Sequence[str] = ()) -> str:
         f"--data.data_dir ${{{{inputs.{DATA_INPUT}}}}}",
         f"--output_dir ${{{{outputs.{MODEL_OUTPUT}}}}}",
     ]
+    if ctx.backbone is not None and not any("--model.backbone" in part for part in extra):
+        parts.append(f"--model.backbone ${{{{inputs.{BACKBONE_INPUT}}}}}")
     return " ".join([*parts, *extra])
 
 
@@ -159,13 +166,14 @@ def _command_spec(
 ) -> CommandJobSpec:
     tags = _base_tags(ctx, stage, production_eligible)
     tags.update(extra_tags or {})
+    inputs = {**_config_inputs(ctx), DATA_INPUT: JobInput(type="uri_folder", value=ctx.dataset)}
+    if ctx.backbone is not None and f"${{{{inputs.{BACKBONE_INPUT}}}}}" in command:
+        inputs[BACKBONE_INPUT] = JobInput(type="uri_folder", value=ctx.backbone)
     return CommandJobSpec(
         name=name,
         stage=stage,
         command=command,
-        inputs=frozen_mapping(
-            {**_config_inputs(ctx), DATA_INPUT: JobInput(type="uri_folder", value=ctx.dataset)}
-        ),
+        inputs=frozen_mapping(inputs),
         outputs=(MODEL_OUTPUT,),
         compute="gpu",
         environment=ctx.environment,
@@ -309,7 +317,7 @@ def build_conversion(
 
     Args:
         ctx: Shared job context.
-        model: The final training job's output folder (`job_output` `<job id>/model`, or a folder).
+        model: The final training job's output (`job_output`: `azureml://jobs/<job>/outputs/model`).
         timeout_s: Wall-clock limit.
         name: Step name.
     """

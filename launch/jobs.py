@@ -1,18 +1,18 @@
 """Backend-neutral job descriptions: the seam between orchestration and backends.
 
 The orchestration (`launch/pipeline.py`) builds these frozen specs from configs; a backend
-turns them into something that runs: `launch/azure/` into azure-ai-ml entities, `launch/local/`
-into subprocesses and an Optuna study. Commands use Azure ML's placeholder syntax
-(`${{inputs.name}}`, `${{outputs.name}}`, `${{search_space.name}}`); the local backend
-substitutes them itself, so both backends run exactly the same command line.
+turns them into something that runs: `launch/azure/` into azure-ai-ml entities, submitted to an
+Azure ML workspace or to its local emulator (`launch/local/`). Commands use Azure ML's
+placeholder syntax (`${{inputs.name}}`, `${{outputs.name}}`, `${{search_space.name}}`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ner_lightning.contract import PRIMARY_METRIC, PRIMARY_METRIC_GOAL
 
@@ -24,6 +24,16 @@ JobStatus = Literal["Completed", "Failed", "Canceled", "Running", "Queued", "Not
 def frozen_mapping(values: Mapping | None = None) -> Mapping:
     """A read-only copy of `values` (specs are immutable once built)."""
     return MappingProxyType(dict(values or {}))
+
+
+def job_output_uri(job_name: str, output: str, relative: str = "") -> str:
+    """`azureml://jobs/<job>/outputs/<output>[/paths/<relative>]`: the one form of a job-output reference.
+
+    `JobResult.outputs` holds it, `JobInput("job_output", ...)` takes it, Azure ML and the local
+    emulator resolve it.
+    """
+    uri = f"azureml://jobs/{job_name}/outputs/{output}"
+    return f"{uri}/paths/{relative.strip('/')}" if relative.strip("/") else uri
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,9 @@ class JobInput:
     Attributes:
         type: `uri_folder` (a data asset or a folder), `uri_file` (a config file passed verbatim)
             or `job_output` (an output of an earlier job, for example the final model folder).
-        value: Asset reference (`AssetRef`), local path, or `<job name>/<output name>`.
+        value: Asset reference (`AssetRef`), local path, or for `job_output` the one form of a
+            job-output reference, `azureml://jobs/<job>/outputs/<output>[/paths/<relative path>]`
+            (what `JobResult.outputs` holds).
     """
 
     type: Literal["uri_folder", "uri_file", "job_output"]
@@ -258,7 +270,8 @@ class RegisteredModel:
 
 
 class Backend(Protocol):
-    """What the orchestration needs from a backend (Azure ML or local)."""
+    """What the orchestration needs from a backend: `launch.azure.backend.AzureBackend`, on an Azure
+    ML workspace or on the local emulator (`launch.local.EmulatedMLClient`)."""
 
     name: str
 
@@ -274,18 +287,48 @@ class Backend(Protocol):
         """
         ...
 
+    def ensure_folder_asset(self, spec: DataAssetSpec, fingerprint: str) -> tuple[AssetRef, bool]:
+        """Register any folder (e.g. a backbone) as a `uri_folder` data asset; same immutability rule."""
+        ...
+
+    def registered_data_asset(self, name: str, version: str) -> AssetRef:
+        """A data asset registered beforehand, with its content fingerprint."""
+        ...
+
     def ensure_environment(self, spec: EnvironmentSpec, fingerprint: str) -> tuple[AssetRef, bool]:
         """Register the environment version, or reuse it; same immutability rule as assets."""
         ...
 
-    def run(self, job: CommandJobSpec) -> JobResult:
-        """Submit a command job and wait for its terminal status."""
+    def run(self, job: CommandJobSpec, on_submitted: Callable[[str], Any] = ...) -> JobResult:
+        """Submit a command job, report its name at once, and wait for its terminal status."""
         ...
 
-    def run_sweep(self, sweep: SweepJobSpec) -> tuple[JobResult, list[TrialResult]]:
-        """Submit a sweep, wait for it, and return its parent result and every trial."""
+    def attach(self, job: CommandJobSpec, job_name: str) -> JobResult:
+        """Wait for a command job submitted earlier (a rerun re-attaches instead of resubmitting)."""
+        ...
+
+    def run_sweep(
+        self, sweep: SweepJobSpec, on_submitted: Callable[[str], Any] = ...
+    ) -> tuple[JobResult, list[TrialResult]]:
+        """Submit a sweep, report its name, wait for it, and return its parent result and every trial."""
+        ...
+
+    def attach_sweep(self, sweep: SweepJobSpec, job_name: str) -> tuple[JobResult, list[TrialResult]]:
+        """Wait for a sweep submitted earlier and return its parent result and every trial."""
+        ...
+
+    def job_status(self, job_name: str) -> str | None:
+        """Status of a submitted job, or None when the workspace does not know it."""
+        ...
+
+    def download_output(self, job_name: str, output: str, target: Path) -> Path:
+        """Download a finished job's named output under `target`; returns its folder."""
+        ...
+
+    def log_artifacts(self, run_id: str, folder: str, artifact_path: str) -> None:
+        """Attach a local folder to a run of the workspace's MLflow server."""
         ...
 
     def register_model(self, registration: ModelRegistration) -> RegisteredModel:
-        """Register a model version (never overwriting one)."""
+        """Register a model version after the lineage check (never overwriting one)."""
         ...

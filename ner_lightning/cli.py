@@ -143,7 +143,9 @@ class NerLightningCLI(LightningCLI):
         return self.config.get(self.subcommand) if self.subcommand else self.config
 
     def before_instantiate_classes(self) -> None:
-        """Set the intra-op threads, and keep the default MLflow store inside the output folder."""
+        """Keep this job's paths on resume, set the intra-op threads, keep the default MLflow store inside
+        the output folder."""
+        self._keep_given_paths_on_resume()
         config = self._subcommand_config()
         self.threads, self.cores = resolve_threads(config.get("threads"))
         torch.set_num_threads(self.threads)
@@ -152,6 +154,20 @@ class NerLightningCLI(LightningCLI):
             f"limited by {self.cores.limited_by})"
         )
         default_tracking_store(config)
+
+    def _keep_given_paths_on_resume(self) -> None:
+        """When resuming, keep this job's backbone and tokenizer over those the checkpoint recorded.
+
+        LightningCLI copies a resumed checkpoint's hyperparameters into the config (and the link to
+        `data.tokenizer` follows); the backbone there is a path of the job that wrote it (on Azure ML
+        its input mount, gone once that job ended).
+        """
+        subcommand = self.config.get("subcommand")
+        if not subcommand or not self.config.get(f"{subcommand}.ckpt_path"):
+            return
+        for key, given in getattr(self, "_given_paths", {}).items():
+            if given:
+                self.config[f"{subcommand}.{key}"] = given
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """With `test`/`predict`/`validate --ckpt_path`, the checkpoint supplies the defaults of the model
@@ -163,6 +179,14 @@ class NerLightningCLI(LightningCLI):
             if defaults:
                 self._subcommand_parsers[raw[0]].set_defaults(defaults)
         super().parse_arguments(parser, args)
+        # Remember the backbone this job was given before a resume can replace it (see
+        # `_keep_given_paths_on_resume`).
+        subcommand = self.config.get("subcommand")
+        self._given_paths = (
+            {key: self.config.get(f"{subcommand}.{key}") for key in ("model.backbone", "data.tokenizer")}
+            if subcommand
+            else {}
+        )
 
     def _parse_ckpt_path(self) -> None:
         """Check `--ckpt_path` (missing, empty, truncated, unsafe) before LightningCLI loads it for its hparams."""

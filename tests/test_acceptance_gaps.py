@@ -30,7 +30,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_every_launch_module_imports_without_torch_lightning_transformers() -> None:
     modules = sorted(m.name for m in pkgutil.walk_packages(launch.__path__, "launch."))
-    assert {"launch.pipeline", "launch.cli", "launch.local.backend", "launch.selection"} <= set(modules)
+    assert {"launch.pipeline", "launch.cli", "launch.local.client", "launch.selection"} <= set(modules)
     code = f"import sys; import {', '.join(modules)}; print('\\n'.join(sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True

@@ -112,7 +112,21 @@ def register_data_asset(ml_client: Any, spec: DataAssetSpec, fingerprint: str) -
             field="fingerprint",
             fix="compute it from the dataset manifest",
         )
-    validate_source_folder(spec.source_dir)
+    if not spec.source_dir.startswith("azureml://"):
+        # A job's output (data preparation) is registered by URI; the caller validates a download.
+        validate_source_folder(spec.source_dir)
+    return register_folder_asset(ml_client, spec, fingerprint)
+
+
+def register_folder_asset(ml_client: Any, spec: DataAssetSpec, fingerprint: str) -> tuple[AssetRef, bool]:
+    """Register a folder (local, or an `azureml://` job output) as a `uri_folder` asset, or reuse it.
+
+    The fingerprint of the content is the registered version's tag; the same name + version with
+    another fingerprint is refused (see `launch.azure.versions.ensure_version`).
+
+    Raises:
+        LaunchError: The version exists with another fingerprint.
+    """
 
     def create() -> Any:
         from azure.ai.ml.constants import AssetTypes

@@ -35,6 +35,8 @@ from launch.jobs import (
 )
 from launch.search_space import format_cli_value
 
+#: The one form of a job-output reference (what `JobResult.outputs` holds and jobs take as input).
+JOB_OUTPUT_URI = re.compile(r"^azureml://jobs/[A-Za-z0-9_.-]+/outputs/[A-Za-z0-9_]+(/paths/[^\s]+)?$")
 _PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs|search_space)\.([A-Za-z0-9_]+)\s*\}\}")
 
 
@@ -84,14 +86,13 @@ def azure_input(job_input: JobInput) -> Any:
 
     value = job_input.value
     if job_input.type == "job_output":
-        job, _, output = str(value).partition("/")
-        if not job or not output:
+        if not JOB_OUTPUT_URI.match(str(value)):
             raise LaunchError(
-                f"job output reference {value!r} is not '<job name>/<output name>'",
+                f"job output reference {value!r} is not azureml://jobs/<job>/outputs/<output>[/paths/<path>]",
                 field="inputs",
-                fix="reference an earlier job's output as '<job name>/<output name>'",
+                fix="pass the `outputs` value of the earlier job's result (JobResult.outputs) unchanged",
             )
-        return Input(type="uri_folder", path=f"azureml://jobs/{job}/outputs/{output}")
+        return Input(type="uri_folder", path=str(value))
     path = value.azure_id if isinstance(value, AssetRef) else str(value)
     return Input(type=job_input.type, path=path)
 

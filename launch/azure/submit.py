@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from launch.errors import JobFailedError
-from launch.jobs import JobResult, TrialResult, frozen_mapping
+from launch.jobs import JobResult, TrialResult, frozen_mapping, job_output_uri
 from launch.search_space import PARAMETER_ARGUMENTS
 from ner_lightning.contract import PRIMARY_METRIC
 
@@ -154,7 +154,7 @@ def list_sweep_children(
 
 def outputs_of(job_name: str, output_names: tuple[str, ...]) -> dict[str, str]:
     """`azureml://` URIs of a job's named outputs."""
-    return {name: f"azureml://jobs/{job_name}/outputs/{name}" for name in output_names}
+    return {name: job_output_uri(job_name, name) for name in output_names}
 
 
 def primary_metric_of(trials: list[TrialResult]) -> dict[str, float]:

@@ -1,6 +1,6 @@
-"""Local backend: a workspace folder with MLflow on SQLite, subprocess jobs and Optuna sweeps."""
+"""The local backend: an Azure ML workspace emulator (`EmulatedMLClient`) driven by `AzureBackend`."""
 
-from launch.local.backend import LocalBackend
+from launch.local.client import EmulatedMLClient
 from launch.local.workspace import DEFAULT_WORKSPACE, LocalWorkspace
 
-__all__ = ["DEFAULT_WORKSPACE", "LocalBackend", "LocalWorkspace"]
+__all__ = ["DEFAULT_WORKSPACE", "EmulatedMLClient", "LocalWorkspace"]

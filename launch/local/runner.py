@@ -1,56 +1,56 @@
-"""Command jobs as local subprocesses, each attached to an MLflow run created beforehand.
+"""Run one command job of the emulated workspace: the runtime contract an Azure ML job sees.
 
-The command line is the one the Azure backend submits: `${{inputs.X}}`, `${{outputs.X}}` and
-`${{search_space.X}}` are substituted here (inputs resolved to local paths, outputs to folders
-of the job). The process sees `MLFLOW_RUN_ID` and `MLFLOW_TRACKING_URI`, so the training code
-attaches to the run exactly as it does inside an Azure ML job.
+Given the loaded job entity (what `job.yaml` says, nothing else), the runner:
+
+- copies the code snapshot into the job's working directory and runs the command there;
+- resolves every input (`azureml:` assets, `azureml://jobs/.../outputs/...`, datastore uploads)
+  and mounts it under the job's own `cap/data-capability/wd/INPUT_<name>` for the job's lifetime,
+  creates every output folder, and substitutes `${{inputs.X}}`, `${{outputs.X}}` and (for sweep
+  trials) `${{search_space.X}}`;
+- runs in the registered environment (only its declared packages, `launch/local/environments.py`)
+  with the variables Azure ML sets: `AZUREML_RUN_ID`, `MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID`,
+  `MLFLOW_EXPERIMENT_NAME`/`_ID`, `AZURE_ML_INPUT_<name>`/`AZURE_ML_OUTPUT_<name>`,
+  `AZUREML_CR_*`, and for a `PyTorchDistribution` one process per rank with `RANK`, `LOCAL_RANK`,
+  `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `NODE_RANK`, `GROUP_RANK`, `MASTER_ADDR`, `MASTER_PORT`;
+- puts all processes of the job in one process group (its own session), stops the group on
+  cancel or timeout (SIGTERM, then SIGKILL), and writes `user_logs/std_log*.txt`.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
-import sys
+import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from launch.errors import LaunchError
-from launch.jobs import AssetRef, CommandJobSpec, JobInput, JobResult, JobStatus, frozen_mapping
-from launch.local.assets import LocalAssetRegistry
-from launch.local.workspace import LocalWorkspace, write_json_atomic
-from ner_lightning.contract import (
-    ENV_MLFLOW_EXPERIMENT_NAME,
-    ENV_MLFLOW_RUN_ID,
-    ENV_MLFLOW_TRACKING_URI,
-    TAG_STAGE,
-)
+from launch.local.environments import build_environment, environment_path, undeclared_hint
+from launch.local.uris import resolve_uri
 
 PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs|search_space)\.([A-Za-z0-9_]+)\s*\}\}")
-JOB_LOG = "job.log"
-JOB_RECORD = "job.json"
 #: Lines of the log tail reported as a failed job's error.
 ERROR_TAIL_LINES = 40
-#: MLflow tag that links a trial run to its sweep's parent run.
-PARENT_RUN_TAG = "mlflow.parentRunId"
-TAG_JOB_ID = "job_id"
+#: Seconds a stopped job gets between SIGTERM and SIGKILL.
+STOP_GRACE_S = 10.0
+#: Variables of the caller's environment a job inherits (Azure's image has its own; these are neutral).
+INHERITED = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "LOGNAME", "TERM")
 
-#: Called with the job's MLflow run id at every poll; returning True stops the job (pruning).
+#: Polled with the job's MLflow run id while it runs; True stops it (sweep early termination).
 Monitor = Callable[[str], bool]
 
 
-def substitute(command: str, values: Mapping[str, Mapping[str, str]]) -> str:
+def substitute(command: str, values: Mapping[str, Mapping[str, Any]]) -> str:
     """Replace every `${{kind.name}}` in `command`, shell-quoted.
-
-    Args:
-        command: Command line with Azure ML placeholders.
-        values: kind (`inputs`, `outputs`, `search_space`) -> name -> value.
 
     Raises:
         LaunchError: A placeholder has no value (an unbound input, output or search dimension).
@@ -59,8 +59,9 @@ def substitute(command: str, values: Mapping[str, Mapping[str, str]]) -> str:
     def replace(match: re.Match) -> str:
         kind, name = match.group(1), match.group(2)
         if name not in values.get(kind, {}):
+            noun = "search dimension" if kind == "search_space" else kind[:-1]
             raise LaunchError(
-                f"the command uses ${{{{{kind}.{name}}}}} but the job defines no such {kind[:-1] if kind != 'search_space' else 'search dimension'}",
+                f"the command uses ${{{{{kind}.{name}}}}} but the job defines no such {noun}",
                 field=f"{kind}.{name}",
                 fix=f"add `{name}` to the job's {kind} or remove it from the command",
             )
@@ -69,205 +70,294 @@ def substitute(command: str, values: Mapping[str, Mapping[str, str]]) -> str:
     return PLACEHOLDER.sub(replace, command)
 
 
-def _tail(path: Path, lines: int = ERROR_TAIL_LINES) -> str:
+def tail(path: Path, lines: int = ERROR_TAIL_LINES) -> str:
+    """The last `lines` lines of a log file ('' when missing)."""
     if not path.is_file():
         return ""
-    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return "\n".join(text[-lines:])
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-class LocalJobRunner:
-    """Runs `CommandJobSpec`s as subprocesses in job folders of a workspace.
+@dataclass(frozen=True)
+class Outcome:
+    """How a job's processes ended."""
+
+    status: str
+    error: str = ""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _world(job: Any) -> tuple[int, int]:
+    """(nodes, processes per node) of the job's distribution (1, 1 without one)."""
+    distribution = getattr(job, "distribution", None)
+    nodes = instance_count(job)
+    if distribution is None or str(getattr(distribution, "type", "")).lower() != "pytorch":
+        return nodes if distribution is not None else 1, 1
+    return nodes, int(getattr(distribution, "process_count_per_instance", None) or 1)
+
+
+def _written_outside_outputs(snapshot: Path, workdir: Path) -> list[str]:
+    """Files the job created or changed in its working directory (lost on Azure ML), relative paths."""
+    stray = []
+    for path in sorted(workdir.rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        relative = path.relative_to(workdir)
+        original = snapshot / relative
+        if (
+            not original.is_file()
+            or original.stat().st_size != path.stat().st_size
+            or (original.read_bytes() != path.read_bytes())
+        ):
+            stray.append(relative.as_posix())
+    return stray
+
+
+def _mount(source: Path, mounts: Path, name: str) -> Path:
+    """Mount an input for one job: `INPUT_<name>` (a folder), or `INPUT_<name>/<file name>` (a file).
+
+    Azure ML mounts inputs under the job's own capability folder; the emulator links them there,
+    so the paths a job sees are its own and vanish when it ends.
+    """
+    mount = mounts / f"INPUT_{name}"
+    mounts.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        if not mount.exists():
+            mount.symlink_to(source, target_is_directory=True)
+        return mount
+    mount.mkdir(exist_ok=True)
+    if not (mount / source.name).exists():
+        (mount / source.name).symlink_to(source)
+    return mount / source.name
+
+
+def instance_count(job: Any) -> int:
+    """Nodes a job (or sweep trial) asks for: `resources.instance_count`, 1 when absent."""
+    resources = getattr(job, "resources", None)
+    value = (
+        resources.get("instance_count")
+        if isinstance(resources, dict)
+        else getattr(resources, "instance_count", None)
+    )
+    return int(value or 1)
+
+
+def _stop_group(pgid: int, processes: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the job's process group, SIGKILL whatever is left after `grace_s`."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    for process in processes:
+        process.wait()
+
+
+def run_command_job(
+    client: Any,
+    name: str,
+    job: Any,
+    *,
+    run_id: str,
+    experiment_id: str,
+    search_values: Mapping[str, Any] | None = None,
+    cancel: threading.Event,
+    monitor: Monitor | None = None,
+    poll_s: float = 0.5,
+) -> Outcome:
+    """Run the command job `job` (loaded from its YAML) as job `name`; returns its outcome.
 
     Args:
-        workspace: Where job folders, logs and the MLflow store live.
-        assets: Registry that resolves data-asset references to folders.
-        code_dir: Working directory of every job (the code snapshot on Azure); default: current directory.
-        poll_interval_s: How often a running job is polled (status, monitor).
-        announce: Called with progress lines (job started, where its log is).
+        client: The `EmulatedMLClient` (resolves inputs, environments, records).
+        name: Job name (= MLflow run id on Azure ML).
+        job: The loaded `CommandJob` (a sweep trial: the sweep's trial with its inputs).
+        run_id: MLflow run of the job.
+        experiment_id: Its MLflow experiment.
+        search_values: `${{search_space.X}}` values of a sweep trial.
+        cancel: Set to stop the job (status Canceled).
+        monitor: Polled with the run id; True stops the job (sweep early termination).
+        poll_s: Seconds between polls.
     """
-
-    def __init__(
-        self,
-        workspace: LocalWorkspace,
-        assets: LocalAssetRegistry,
-        code_dir: str | Path | None = None,
-        poll_interval_s: float = 1.0,
-        announce: Callable[[str], Any] = print,
-    ) -> None:
-        self.workspace = workspace
-        self.assets = assets
-        self.code_dir = Path(code_dir or Path.cwd()).absolute()
-        self.poll_interval_s = poll_interval_s
-        self.announce = announce
-
-    def resolve_input(self, name: str, job_input: JobInput) -> str:
-        """Local path of one input: a registered asset's folder, a file/folder, or an earlier job's output.
-
-        Raises:
-            LaunchError: The input does not exist locally.
-        """
-        value = job_input.value
-        if isinstance(value, AssetRef):
-            return str(self.assets.data_asset_path(value.name, value.version))
-        if job_input.type == "job_output":
-            job, _, output = value.partition("/")
-            candidate = self.workspace.jobs_dir / job / "outputs" / output
-            if candidate.exists():
-                return str(candidate)
-        path = Path(value)
-        if not path.is_absolute():
-            path = self.code_dir / path
-        if not path.exists():
-            raise LaunchError(
-                f"input `{name}` does not exist locally",
-                path=path,
-                field=f"inputs.{name}",
-                fix="check the path in the pipeline config, or run the step that produces it",
-            )
-        return str(path)
-
-    def run(
-        self,
-        job: CommandJobSpec,
-        *,
-        search_values: Mapping[str, Any] | None = None,
-        parent_run_id: str | None = None,
-        extra_tags: Mapping[str, str] | None = None,
-        monitor: Monitor | None = None,
-    ) -> JobResult:
-        """Run the job to a terminal status and return what it left behind.
-
-        Args:
-            job: The job spec.
-            search_values: Values of `${{search_space.X}}` (sweep trials).
-            parent_run_id: Parent MLflow run (the sweep) of a trial run.
-            extra_tags: Tags added to the run besides the spec's.
-            monitor: Polled with the run id while the job runs; True stops it (status Canceled).
-        """
-        client = self.workspace.mlflow_client()
-        experiment_id = self.workspace.experiment_id(client, job.experiment_name)
-        job_id = f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        job_dir = self.workspace.jobs_dir / job_id
-        job_dir.mkdir(parents=True)
-        outputs = {name: str(job_dir / "outputs" / name) for name in job.outputs}
-        for folder in outputs.values():
-            Path(folder).mkdir(parents=True)
-        inputs = {name: self.resolve_input(name, value) for name, value in job.inputs.items()}
-        command = substitute(
-            job.command,
-            {"inputs": inputs, "outputs": outputs, "search_space": dict(search_values or {})},
+    store = client.jobs.store
+    job_dir = store.job_dir(name)
+    log_dir = job_dir / "user_logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    setup_log = log_dir / "std_log.txt"
+    try:
+        environment = client.environments.get(*_name_version(str(job.environment)))
+        env_dir = build_environment(
+            client.workspace.envs_dir / environment.name / str(environment.version), environment.conda_file
         )
-        tags = {**job.tags, **(extra_tags or {}), TAG_STAGE: job.stage, TAG_JOB_ID: job_id}
-        if parent_run_id:
-            tags[PARENT_RUN_TAG] = parent_run_id
-        run = client.create_run(experiment_id, run_name=job.display_name, tags=tags)
-        run_id = run.info.run_id
-        log_path = job_dir / JOB_LOG
-        env = {
-            **os.environ,
-            **job.env_vars,
-            ENV_MLFLOW_RUN_ID: run_id,
-            ENV_MLFLOW_TRACKING_URI: self.workspace.tracking_uri,
-            ENV_MLFLOW_EXPERIMENT_NAME: job.experiment_name,
+        workdir = job_dir / "wd"
+        if not workdir.exists():
+            shutil.copytree(str(job.code), workdir, symlinks=True)
+        inputs = {}
+        mounts = job_dir / "cap" / "data-capability" / "wd"
+        for input_name, value in (job.inputs or {}).items():
+            path = getattr(value, "path", None)
+            if path is None:  # a literal value (a number, a string)
+                inputs[input_name] = value
+                continue
+            inputs[input_name] = str(
+                _mount(resolve_uri(client, str(path), f"inputs.{input_name}"), mounts, input_name)
+            )
+        outputs = {}
+        for output_name in job.outputs or {}:
+            folder = store.output_dir(name, output_name)
+            folder.mkdir(parents=True, exist_ok=True)
+            outputs[output_name] = str(folder)
+        command = substitute(
+            job.command, {"inputs": inputs, "outputs": outputs, "search_space": dict(search_values or {})}
+        )
+    except LaunchError as error:
+        setup_log.write_text(f"job setup failed: {error}\n", encoding="utf-8")
+        return Outcome("Failed", str(error))
+    store.update(name, command=command, resolved_inputs={k: str(v) for k, v in inputs.items()})
+    env = {key: os.environ[key] for key in INHERITED if key in os.environ}
+    env.update({str(k): str(v) for k, v in (job.environment_variables or {}).items()})
+    env.update(
+        {
+            "PATH": environment_path(env_dir),
             "PYTHONUNBUFFERED": "1",
-            # `python` in the command is the interpreter running the launcher (the registered env).
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AZUREML_RUN_ID": name,
+            "AZUREML_ARM_WORKSPACE_NAME": client.workspace_name,
+            "AZUREML_ARM_RESOURCEGROUP": client.resource_group_name,
+            "AZUREML_ARM_SUBSCRIPTION": client.subscription_id,
+            "AZUREML_ARM_PROJECT_NAME": str(job.experiment_name or "Default"),
+            "AZUREML_CR_EXECUTION_WORKING_DIR_PATH": str(workdir),
+            "AZUREML_CR_DATA_CAPABILITY_PATH": str(job_dir / "cap" / "data-capability"),
+            "MLFLOW_TRACKING_URI": client.workspace.tracking_uri,
+            "MLFLOW_RUN_ID": run_id,
+            "MLFLOW_EXPERIMENT_NAME": str(job.experiment_name or "Default"),
+            "MLFLOW_EXPERIMENT_ID": experiment_id,
+            **{f"AZURE_ML_INPUT_{k}": str(v) for k, v in inputs.items()},
+            **{f"AZURE_ML_OUTPUT_{k}": v for k, v in outputs.items()},
         }
-        record = {
-            "job_id": job_id,
-            "name": job.name,
-            "stage": job.stage,
-            "command": command,
-            "inputs": inputs,
-            "outputs": outputs,
-            "run_id": run_id,
-            "status": "Running",
-            "log": str(log_path),
-        }
-        self.announce(f"  job {job_id} ({job.stage}) started; log: {log_path}")
-        with open(log_path, "wb") as log:
-            log.write(f"$ {command}\n".encode())
-            log.flush()
+    )
+    nodes, per_node = _world(job)
+    world = nodes * per_node
+    port = _free_port()
+    processes: list[subprocess.Popen] = []
+    logs = []
+    log_paths: list[Path] = []
+    pgid = 0
+    try:
+        for rank in range(world):
+            rank_env = dict(env)
+            if world > 1 or per_node > 1:
+                rank_env.update(
+                    RANK=str(rank),
+                    LOCAL_RANK=str(rank % per_node),
+                    WORLD_SIZE=str(world),
+                    LOCAL_WORLD_SIZE=str(per_node),
+                    NODE_RANK=str(rank // per_node),
+                    GROUP_RANK=str(rank // per_node),
+                    MASTER_ADDR="127.0.0.1",
+                    MASTER_PORT=str(port),
+                )
+            log_path = log_dir / ("std_log.txt" if world == 1 else f"std_log_process_{rank:02d}.txt")
+            log_paths.append(log_path)
+            handle = open(log_path, "ab")  # noqa: SIM115 - closed below, after the process ends
+            logs.append(handle)
+            if rank == 0:
+                handle.write(f"$ {command}\n".encode())
+                handle.flush()
             process = subprocess.Popen(
                 ["/bin/sh", "-c", command],
-                cwd=self.code_dir,
-                env=env,
-                stdout=log,
+                cwd=workdir,
+                env=rank_env,
+                stdout=handle,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so a stop reaches its children too
+                # The job's processes share one process group of their own: stopping the job stops
+                # everything it started, training workers included, and a terminal's Ctrl-C reaches
+                # the launcher only (which cancels its jobs).
+                process_group=0 if rank == 0 else pgid,
             )
-            record["pid"] = process.pid
-            write_json_atomic(job_dir / JOB_RECORD, record)
-            status, reason = self._wait(process, run_id, job.timeout_s, monitor)
-        error = "" if status == "Completed" else f"{reason}\n{_tail(log_path)}".strip()
-        mlflow_status = {"Completed": "FINISHED", "Canceled": "KILLED"}.get(status, "FAILED")
-        try:
-            client.log_artifact(run_id, str(log_path), "logs")
-        except Exception as exc:  # the log stays in the job folder either way
-            self.announce(f"  could not attach the log to run {run_id}: {exc}")
-        client.set_terminated(run_id, mlflow_status)
-        run_data = client.get_run(run_id).data
-        metrics, params = dict(run_data.metrics), dict(run_data.params)
-        record.update(status=status, error=error, metrics=metrics)
-        write_json_atomic(job_dir / JOB_RECORD, record)
-        self.announce(f"  job {job_id}: {status}")
-        return JobResult(
-            name=job.name,
-            job_id=job_id,
-            run_id=run_id,
-            status=status,
-            outputs=frozen_mapping(outputs),
-            metrics=frozen_mapping(metrics),
-            error=error,
-            log_path=str(log_path),
-            params=frozen_mapping(params),
+            if rank == 0:
+                pgid = process.pid
+            processes.append(process)
+        store.update(name, pgid=pgid, pids=[p.pid for p in processes])
+        outcome = _wait(processes, pgid, job, run_id, cancel, monitor, poll_s)
+    except BaseException:
+        if pgid:
+            _stop_group(pgid, processes)
+        raise
+    finally:
+        for handle in logs:
+            handle.close()
+        # Inputs are mounted for the job's lifetime only, as on Azure ML: a path a job recorded
+        # (in a checkpoint, a config) does not lead into another job's inputs.
+        shutil.rmtree(job_dir / "cap", ignore_errors=True)
+    stray = _written_outside_outputs(Path(str(job.code)), workdir)
+    if stray:
+        store.update(name, written_outside_outputs=stray)
+        with open(log_paths[0], "a", encoding="utf-8") as handle:
+            handle.write(
+                f"\nWARNING: the job wrote {len(stray)} file(s) outside its outputs, which Azure ML does not "
+                f"keep: {', '.join(stray[:10])}. Write results under ${{{{outputs.<name>}}}}.\n"
+            )
+    if outcome.status == "Failed":
+        log_text = "\n".join(tail(path) for path in log_paths)
+        hint = undeclared_hint(
+            log_text,
+            f"{environment.name}:{environment.version}",
+            "the environment's conda file (configs/azure/environment/conda.yaml)",
+            (env_dir / "declared.txt").read_text(encoding="utf-8").split(),
         )
-
-    def _wait(
-        self, process: subprocess.Popen, run_id: str, timeout_s: int | None, monitor: Monitor | None
-    ) -> tuple[JobStatus, str]:
-        started = time.monotonic()
-        try:
-            while True:
-                try:
-                    code = process.wait(timeout=self.poll_interval_s)
-                except subprocess.TimeoutExpired:
-                    code = None
-                if code is not None:
-                    if code == 0:
-                        return "Completed", ""
-                    signame = (
-                        f" ({signal.Signals(-code).name})"
-                        if code < 0 and -code in signal.valid_signals()
-                        else ""
-                    )
-                    return "Failed", f"the job process exited with status {code}{signame}"
-                if timeout_s is not None and time.monotonic() - started > timeout_s:
-                    _stop(process)
-                    return "Failed", f"the job ran past its {timeout_s}s limit and was stopped"
-                if monitor is not None and monitor(run_id):
-                    _stop(process)
-                    return "Canceled", "stopped early by the sweep's early-termination policy"
-        except BaseException:
-            _stop(process)
-            raise
+        error = f"{outcome.error}\n{tail(log_paths[0])}".strip()
+        return Outcome("Failed", f"{error}\n{hint}".strip() if hint else error)
+    return outcome
 
 
-def _stop(process: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGTERM the job's process group, then SIGKILL what is left after `grace_s`."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
+def _wait(
+    processes: list[subprocess.Popen],
+    pgid: int,
+    job: Any,
+    run_id: str,
+    cancel: threading.Event,
+    monitor: Monitor | None,
+    poll_s: float,
+) -> Outcome:
+    limits = getattr(job, "limits", None)
+    timeout_s = getattr(limits, "timeout", None)
+    started = time.monotonic()
+    while True:
+        codes = [p.poll() for p in processes]
+        failed = [c for c in codes if c not in (None, 0)]
+        if failed:
+            _stop_group(pgid, processes)
+            code = failed[0]
+            signame = (
+                f" ({signal.Signals(-code).name})" if code < 0 and -code in signal.valid_signals() else ""
+            )
+            return Outcome("Failed", f"the job process exited with status {code}{signame}")
+        if all(c == 0 for c in codes):
+            return Outcome("Completed")
+        if cancel.is_set():
+            _stop_group(pgid, processes)
+            return Outcome("Canceled", "the job was canceled")
+        if timeout_s and time.monotonic() - started > float(timeout_s):
+            _stop_group(pgid, processes)
+            return Outcome("Failed", f"the job ran past its limits.timeout of {timeout_s}s and was stopped")
+        if monitor is not None and monitor(run_id):
+            _stop_group(pgid, processes)
+            return Outcome("Canceled", "stopped early by the sweep's early-termination policy")
+        cancel.wait(poll_s)
 
 
-def read_job_record(workspace: LocalWorkspace, job_id: str) -> dict:
-    """The `job.json` of a job folder (command, pid, run id, status)."""
-    return json.loads((workspace.jobs_dir / job_id / JOB_RECORD).read_text(encoding="utf-8"))
+def _name_version(reference: str) -> tuple[str, str | None]:
+    """`azureml:name:version` (or `name:version`, `azureml:name@latest`) -> (name, version)."""
+    text = reference.removeprefix("azureml:")
+    if "@" in text:
+        return text.split("@", 1)[0], None
+    name, _, version = text.partition(":")
+    return name, version or None

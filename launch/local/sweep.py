@@ -1,209 +1,230 @@
-"""Sweeps on the local backend: an Optuna study whose trials are local subprocess jobs.
+"""Run a `SweepJob` entity of the emulated workspace: an Optuna study whose trials are child jobs.
 
-Sampling: `random` -> RandomSampler, `grid` -> GridSampler, `bayesian` -> TPESampler, all
-seeded by the spec. Early termination `median` -> MedianPruner, fed by polling the trial run's
-`val_f1` history in MLflow; a pruned trial's process is stopped (status Canceled). `bandit` has
-no Optuna equivalent and is refused. Trials run one at a time or `max_concurrent_trials` at once.
+Everything comes from the loaded entity: the search space (`Choice`, `Uniform`, `LogUniform`
+whose bounds are natural logarithms, as in Azure ML), the sampling algorithm (`random` with its
+seed -> RandomSampler, `grid` -> GridSampler, `bayesian` -> TPESampler), the objective
+(`primary_metric`, `goal`), the limits (total and concurrent trials, sweep and trial timeouts)
+and the early-termination policy (`median_stopping` -> MedianPruner, `bandit` -> slack against
+the best trial at the same report). Each trial is a child job with its own MLflow run (tag
+`mlflow.parentRunId`), listed by `jobs.list(parent_job_name=...)` as the service lists children.
 The objective of a trial is the last logged value of the primary metric, as on Azure ML.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import threading
-import time
-from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from launch.errors import LaunchError
-from launch.jobs import Choice, JobResult, LogUniform, SweepJobSpec, TrialResult, Uniform, frozen_mapping
-from launch.local.runner import LocalJobRunner
-from ner_lightning.contract import TAG_STAGE
+from launch.local.runner import Outcome
+
+PARENT_RUN_TAG = "mlflow.parentRunId"
 
 
-def _sampler(sweep: SweepJobSpec) -> Any:
+def _dimension(trial: Any, name: str, dimension: Any) -> Any:
+    kind = type(dimension).__name__
+    if kind == "Choice":
+        return trial.suggest_categorical(name, list(dimension.values))
+    if kind == "LogUniform":
+        low, high = math.exp(dimension.min_value), math.exp(dimension.max_value)
+        return trial.suggest_float(name, low, high, log=True)
+    if kind == "Uniform":
+        return trial.suggest_float(name, dimension.min_value, dimension.max_value)
+    if kind == "Randint":
+        return trial.suggest_int(name, 0, int(dimension.upper) - 1)
+    raise LaunchError(
+        f"search dimension `{name}` of type {kind} is not supported by the emulator",
+        field=f"search_space.{name}",
+        fix="use choice, uniform, loguniform or randint",
+    )
+
+
+def _sampler(sweep: Any) -> Any:
     import optuna
 
-    if sweep.sampling_algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=sweep.seed)
-    if sweep.sampling_algorithm == "bayesian":
-        return optuna.samplers.TPESampler(seed=sweep.seed)
-    if sweep.sampling_algorithm == "grid":
+    algorithm = sweep.sampling_algorithm
+    kind = str(getattr(algorithm, "type", algorithm)).lower()
+    seed = getattr(algorithm, "seed", None) or 0  # a fixed order when the entity names no seed
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "bayesian":
+        return optuna.samplers.TPESampler(seed=seed)
+    if kind == "grid":
         grid = {}
-        for name, dim in sweep.search_space.items():
-            if not isinstance(dim, Choice):
+        for name, dimension in sweep.search_space.items():
+            if type(dimension).__name__ != "Choice":
                 raise LaunchError(
-                    f"grid sampling needs choice dimensions only; `{name}` is {type(dim).__name__}",
+                    f"grid sampling needs choice dimensions only; `{name}` is {type(dimension).__name__}",
                     field=f"search_space.{name}",
                     fix="make it a choice, or use random/bayesian sampling",
                 )
-            grid[name] = list(dim.values)
-        return optuna.samplers.GridSampler(grid, seed=sweep.seed)
+            grid[name] = list(dimension.values)
+        return optuna.samplers.GridSampler(grid, seed=seed)
     raise LaunchError(
-        f"unknown sampling algorithm {sweep.sampling_algorithm!r}",
-        field="sampling_algorithm",
-        fix="use random, grid or bayesian",
+        f"unknown sampling algorithm {kind!r}", field="sampling_algorithm", fix="random, grid, bayesian"
     )
 
 
-def _pruner(sweep: SweepJobSpec) -> Any:
-    import optuna
-
-    policy = sweep.early_termination
-    if policy is None:
-        return optuna.pruners.NopPruner()
-    if policy.policy == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=1,
-            n_warmup_steps=max(policy.delay_evaluation - 1, 0),
-            interval_steps=max(policy.evaluation_interval, 1),
-        )
-    raise LaunchError(
-        f"early termination policy {policy.policy!r} is not available on the local backend",
-        field="early_termination.policy",
-        fix="use `median` (Optuna's MedianPruner), or no early termination",
-    )
-
-
-def _suggest(trial: Any, name: str, dim: Any) -> Any:
-    if isinstance(dim, Choice):
-        return trial.suggest_categorical(name, list(dim.values))
-    if isinstance(dim, LogUniform):
-        return trial.suggest_float(name, dim.min_value, dim.max_value, log=True)
-    if isinstance(dim, Uniform):
-        return trial.suggest_float(name, dim.min_value, dim.max_value)
-    raise LaunchError(f"unknown search dimension type for `{name}`", field=f"search_space.{name}")
-
-
-def _grid_size(sweep: SweepJobSpec) -> int | None:
-    if sweep.sampling_algorithm != "grid":
+def _grid_size(sweep: Any) -> int | None:
+    kind = str(getattr(sweep.sampling_algorithm, "type", sweep.sampling_algorithm)).lower()
+    if kind != "grid":
         return None
-    size = 1
-    for dim in sweep.search_space.values():
-        size *= len(dim.values)
-    return size
+    return math.prod(len(d.values) for d in sweep.search_space.values())
 
 
-class _MetricFeed:
-    """Reports a running trial's new primary-metric values to Optuna; True when it should stop."""
+class _Feed:
+    """Reports a running trial's primary metric to Optuna; True when the policy stops the trial."""
 
-    def __init__(self, client: Any, trial: Any, metric: str, direction_sign: float) -> None:
-        self.client = client
-        self.trial = trial
-        self.metric = metric
-        self.sign = direction_sign
-        self.reported: set[int] = set()
+    def __init__(self, client: Any, study: Any, trial: Any, sweep: Any, maximize: bool) -> None:
+        self.client, self.study, self.trial = client, study, trial
+        self.metric = sweep.objective.primary_metric
+        self.policy = sweep.early_termination
+        self.maximize = maximize
+        self.reported: dict[int, float] = {}
 
     def __call__(self, run_id: str) -> bool:
         history = self.client.get_metric_history(run_id, self.metric)
-        for position, point in enumerate(sorted(history, key=lambda p: (p.step, p.timestamp))):
-            step = point.step if point.step is not None else position
-            if step in self.reported:
-                continue
-            self.reported.add(step)
-            self.trial.report(point.value, step)
-        return bool(self.reported) and self.trial.should_prune()
+        for index, point in enumerate(sorted(history, key=lambda p: (p.step, p.timestamp))):
+            step = point.step if point.step is not None else index
+            if step not in self.reported:
+                self.reported[step] = point.value
+                self.trial.report(point.value, step)
+        if not self.reported or self.policy is None:
+            return False
+        count = len(self.reported)
+        interval = max(int(getattr(self.policy, "evaluation_interval", 1) or 1), 1)
+        if count < int(getattr(self.policy, "delay_evaluation", 0) or 0) or count % interval:
+            return False
+        if "bandit" in str(getattr(self.policy, "type", "")).lower():
+            return self._bandit(max(self.reported))
+        return self.trial.should_prune()
+
+    def _bandit(self, step: int) -> bool:
+        others = [
+            t.intermediate_values[step]
+            for t in self.study.get_trials(deepcopy=False)
+            if t.number != self.trial.number and step in t.intermediate_values
+        ]
+        if not others:
+            return False
+        value = self.reported[step]
+        best = max(others) if self.maximize else min(others)
+        factor = getattr(self.policy, "slack_factor", None)
+        amount = getattr(self.policy, "slack_amount", None)
+        if self.maximize:
+            bound = best / (1 + factor) if factor else best - (amount or 0.0)
+            return value < bound
+        bound = best * (1 + factor) if factor else best + (amount or 0.0)
+        return value > bound
 
 
-def run_sweep(
-    runner: LocalJobRunner, sweep: SweepJobSpec, announce: Callable[[str], Any] = print
-) -> tuple[JobResult, list[TrialResult]]:
-    """Run every trial of `sweep` and return the parent result and the trials in trial order."""
+def run_sweep_job(
+    client: Any, name: str, sweep: Any, *, run_id: str, experiment_id: str, cancel: threading.Event
+) -> Outcome:
+    """Run every trial of the loaded `SweepJob` `sweep` (job `name`, MLflow run `run_id`)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    workspace = runner.workspace
-    client = workspace.mlflow_client()
-    experiment_id = workspace.experiment_id(client, sweep.trial.experiment_name)
-    parent = client.create_run(
-        experiment_id,
-        run_name=f"{sweep.trial.display_name} (sweep)",
-        tags={**sweep.trial.tags, TAG_STAGE: sweep.trial.stage, "sweep.sampling": sweep.sampling_algorithm},
-    )
-    parent_id = parent.info.run_id
-    direction = "maximize" if sweep.goal.lower().startswith("max") else "minimize"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are reported by their jobs
+    store = client.jobs.store
+    mlflow = client.workspace.mlflow_client()
+    log = store.job_dir(name) / "user_logs" / "std_log.txt"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    maximize = str(sweep.objective.goal).lower().startswith("max")
+    pruner = optuna.pruners.NopPruner()
+    policy = sweep.early_termination
+    if policy is not None and "median" in str(getattr(policy, "type", "")).lower():
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0, interval_steps=1)
     study = optuna.create_study(
-        study_name=f"{sweep.trial.name}-{parent_id[:8]}",
-        direction=direction,
+        study_name=name,
+        direction="maximize" if maximize else "minimize",
         sampler=_sampler(sweep),
-        pruner=_pruner(sweep),
+        pruner=pruner,
     )
-    n_trials = sweep.limits.max_total_trials
+    limits = sweep.limits
+    total = int(limits.max_total_trials or 1)
     grid = _grid_size(sweep)
     if grid is not None:
-        n_trials = min(n_trials, grid)
-    trials: dict[int, TrialResult] = {}
+        total = min(total, grid)
     lock = threading.Lock()
-    announce(f"  sweep run {parent_id}: {n_trials} trials, {sweep.sampling_algorithm} sampling")
+    results: dict[int, str] = {}
+
+    def say(line: str) -> None:
+        with lock, open(log, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+    say(f"sweep {name}: {total} trials, objective {sweep.objective.goal} {sweep.objective.primary_metric}")
+    trial_job = SimpleNamespace(
+        command=sweep.trial.command,
+        code=sweep.trial.code,
+        environment=sweep.trial.environment,
+        environment_variables=sweep.trial.environment_variables,
+        distribution=getattr(sweep.trial, "distribution", None),
+        resources=getattr(sweep.trial, "resources", None),
+        inputs=sweep.inputs,
+        outputs=sweep.outputs,
+        experiment_name=sweep.experiment_name,
+        limits=SimpleNamespace(timeout=getattr(limits, "trial_timeout", None)),
+    )
 
     def objective(trial: optuna.Trial) -> float:
-        values = {name: _suggest(trial, name, dim) for name, dim in sweep.search_space.items()}
-        feed = _MetricFeed(client, trial, sweep.primary_metric, 1.0)
-        spec = sweep.trial
-        if sweep.limits.trial_timeout_s and not spec.timeout_s:
-            from dataclasses import replace
-
-            spec = replace(spec, timeout_s=sweep.limits.trial_timeout_s)
-        result = runner.run(
-            spec,
-            search_values=values,
-            parent_run_id=parent_id,
-            extra_tags={
-                "trial_number": str(trial.number),
-                **{f"param.{k}": str(v) for k, v in values.items()},
-            },
-            monitor=feed if sweep.early_termination else None,
+        if cancel.is_set():
+            raise _Stopped()
+        values = {key: _dimension(trial, key, dim) for key, dim in sweep.search_space.items()}
+        child_name, child_run = store.create_child(
+            client, name, run_id, experiment_id, sweep, trial.number, values
         )
-        metric = result.metrics.get(sweep.primary_metric)
-        error = result.error
-        status = result.status
+        say(f"trial {trial.number} ({child_name}): {json.dumps(values, default=str)}")
+        feed = _Feed(mlflow, study, trial, sweep, maximize)
+        outcome = client.jobs.execute_command(
+            child_name, trial_job, child_run, experiment_id, search_values=values, cancel=cancel, monitor=feed
+        )
+        metric = mlflow.get_run(child_run).data.metrics.get(sweep.objective.primary_metric)
+        status = outcome.status
         if status == "Completed" and metric is None:
-            status, error = "Failed", f"the trial completed without logging `{sweep.primary_metric}`"
-        with lock:
-            trials[trial.number] = TrialResult(
-                trial_id=result.job_id,
-                run_id=result.run_id,
-                status=status,
-                params=frozen_mapping(values),
-                metrics=result.metrics,
-                error=error,
+            status = "Failed"
+            store.update(
+                child_name, status=status, error=f"the trial logged no `{sweep.objective.primary_metric}`"
             )
+        with lock:
+            results[trial.number] = status
+        say(f"trial {trial.number} ({child_name}): {status} {sweep.objective.primary_metric}={metric}")
+        if cancel.is_set():
+            raise _Stopped()
         if status == "Canceled":
             raise optuna.TrialPruned()
         if status != "Completed":
-            raise _TrialFailed(error)
+            raise _TrialFailed(outcome.error)
         return float(metric)
 
-    started = time.monotonic()
-    study.optimize(
-        objective,
-        n_trials=n_trials,
-        n_jobs=max(sweep.limits.max_concurrent_trials, 1),
-        timeout=sweep.limits.timeout_s,
-        catch=(_TrialFailed,),
-    )
-    ordered = [trials[k] for k in sorted(trials)]
-    completed = [t for t in ordered if t.status == "Completed"]
-    metrics = {}
+    try:
+        study.optimize(
+            objective,
+            n_trials=total,
+            n_jobs=max(int(limits.max_concurrent_trials or 1), 1),
+            timeout=limits.timeout,
+            catch=(_TrialFailed,),
+        )
+    except _Stopped:
+        return Outcome("Canceled", "the sweep was canceled")
+    if cancel.is_set():
+        return Outcome("Canceled", "the sweep was canceled")
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if completed:
-        values = [t.metrics[sweep.primary_metric] for t in completed]
-        metrics[sweep.primary_metric] = max(values) if direction == "maximize" else min(values)
-        client.log_metric(parent_id, sweep.primary_metric, metrics[sweep.primary_metric])
-    client.log_metric(parent_id, "completed_trials", len(completed))
-    client.set_terminated(parent_id, "FINISHED" if completed else "FAILED")
-    status = "Completed" if completed else "Failed"
-    announce(
-        f"  sweep run {parent_id}: {len(completed)}/{len(ordered)} trials completed in {time.monotonic() - started:.0f}s"
-    )
-    parent_result = JobResult(
-        name=sweep.trial.name,
-        job_id=f"sweep-{parent_id[:12]}",
-        run_id=parent_id,
-        status=status,
-        metrics=frozen_mapping(metrics),
-        error="" if completed else "every trial failed",
-    )
-    return parent_result, ordered
+        best = study.best_value
+        mlflow.log_metric(run_id, sweep.objective.primary_metric, best)
+        say(f"best {sweep.objective.primary_metric}={best}")
+    mlflow.log_metric(run_id, "completed_trials", len(completed))
+    if not completed:
+        return Outcome("Failed", f"every trial failed ({len(results)} run); see the trials' logs")
+    return Outcome("Completed")
 
 
 class _TrialFailed(Exception):
-    """A trial's job ended Failed (recorded; the study goes on)."""
+    """A trial ended Failed (recorded; the study goes on)."""
+
+
+class _Stopped(Exception):
+    """The sweep was canceled: no further trials."""

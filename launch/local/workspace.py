@@ -1,14 +1,17 @@
-"""The local workspace: one folder holding the MLflow store, registered assets and job folders.
+"""The emulated Azure ML workspace's folder: MLflow store, registries, datastore, jobs.
 
-Layout (everything the local backend writes lives under the workspace root)::
+Layout (everything the emulator writes lives under the workspace root)::
 
-    <root>/mlflow.db                        MLflow tracking + model registry (SQLite)
-    <root>/mlartifacts/                     MLflow artifacts
-    <root>/assets/data/<name>/<version>/    registered dataset versions (`data/` + `asset.json`)
-    <root>/assets/environments/<name>/<version>.json
-    <root>/jobs/<job id>/                   one folder per job: `job.log`, `job.json`, `outputs/<name>/`
-    <root>/pipelines/                       pipeline state files (see launch/pipeline.py)
-    <root>/workspace.lock                   held by a running pipeline
+    <root>/mlflow.db                          MLflow tracking (SQLite), the workspace's MLflow server
+    <root>/mlartifacts/                       MLflow artifacts
+    <root>/datastores/workspaceblobstore/     the default datastore (uploads, registered asset content)
+    <root>/registry/<kind>/<name>/<version>.yaml   data assets, environments, models (entity YAML)
+    <root>/compute/<name>.yaml                compute clusters (AmlCompute YAML)
+    <root>/codes/<content hash>/              code snapshots (SDK ignore-file rules)
+    <root>/envs/<name>/<version>/             built environments (only the declared packages)
+    <root>/jobs/<job name>/                   `job.yaml` (what runs), `status.json`, `user_logs/`, `outputs/`
+    <root>/pipelines/                         pipeline state files (see launch/pipeline.py)
+    <root>/workspace.lock                     held by a running pipeline
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from launch.errors import LaunchError
 
 #: Default workspace folder, relative to the current directory.
 DEFAULT_WORKSPACE = ".ner_workspace"
+#: Name of the default datastore, as in every Azure ML workspace.
+DEFAULT_DATASTORE = "workspaceblobstore"
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -46,7 +51,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 class LocalWorkspace:
-    """A local folder that plays the part of an Azure ML workspace.
+    """The folder behind the emulated Azure ML workspace (`launch.local.client.EmulatedMLClient`).
 
     Args:
         root: Workspace folder; created when missing. Must be writable.
@@ -67,14 +72,29 @@ class LocalWorkspace:
         return self.root / "mlartifacts"
 
     @property
-    def data_assets_dir(self) -> Path:
-        """Registered dataset versions."""
-        return self.root / "assets" / "data"
+    def datastore_dir(self) -> Path:
+        """The default datastore `workspaceblobstore`."""
+        return self.root / "datastores" / DEFAULT_DATASTORE
 
     @property
-    def environments_dir(self) -> Path:
-        """Registered environment versions."""
-        return self.root / "assets" / "environments"
+    def registry_dir(self) -> Path:
+        """Registered data assets, environments and models (one YAML per version)."""
+        return self.root / "registry"
+
+    @property
+    def compute_dir(self) -> Path:
+        """Compute cluster definitions."""
+        return self.root / "compute"
+
+    @property
+    def codes_dir(self) -> Path:
+        """Code snapshots by content hash."""
+        return self.root / "codes"
+
+    @property
+    def envs_dir(self) -> Path:
+        """Built environments."""
+        return self.root / "envs"
 
     @property
     def jobs_dir(self) -> Path:

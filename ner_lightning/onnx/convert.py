@@ -377,7 +377,11 @@ def convert(
     raw = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     data_hparams = dict(raw.get("datamodule_hyper_parameters") or {})
     del raw
-    tokenizer = load_tokenizer(data_hparams.get("tokenizer") or model.hparams.backbone)
+    # The tokenizer exported next to the fp32 model is the training tokenizer; the path recorded in
+    # the checkpoint may be another job's input mount, gone once that job ended (as on Azure ML).
+    exported = source / ONNX_DIR
+    recorded = data_hparams.get("tokenizer") or model.hparams.backbone
+    tokenizer = load_tokenizer(str(exported) if (exported / "tokenizer.json").is_file() else recorded)
     max_length = int(max_length or data_hparams.get("max_length") or 128)
     stride = int(stride if stride is not None else data_hparams.get("stride", 32))
 

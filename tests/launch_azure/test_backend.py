@@ -11,7 +11,7 @@ from launch.azure.submit import require_completed, wait
 from launch.configs import load_config
 from launch.errors import JobFailedError
 from launch.job_specs import JobContext, build_dry_run, build_sweep
-from launch.jobs import AssetRef, Backend, ModelRegistration
+from launch.jobs import AssetRef, Backend
 from launch.search_space import load_sweep_config
 from tests.conftest import REPO_ROOT
 from tests.launch_azure.conftest import CONFIGS, FakeMLClient, write
@@ -99,16 +99,29 @@ def test_run_sweep_lists_children_with_val_f1(ctx, compute_config):
     assert type(client.jobs.submitted[0]).__name__ == "Sweep"
 
 
-def test_register_model_never_overwrites_and_reuses_identical(compute_config, tmp_path):
+def test_streaming_is_on_by_default_in_a_terminal(compute_config, monkeypatch):
+    """Defect 8: streaming was never switched on; now it follows the terminal unless configured."""
+    monkeypatch.setattr("sys.stdout", type("Tty", (), {"isatty": lambda self: True, "write": print})())
+    assert AzureBackend(FakeMLClient(), compute_config, REPO_ROOT).stream_logs is True
+    assert AzureBackend(FakeMLClient(), compute_config, REPO_ROOT, stream_logs=False).stream_logs is False
+    monkeypatch.setattr("sys.stdout", type("Pipe", (), {"isatty": lambda self: False, "write": print})())
+    assert AzureBackend(FakeMLClient(), compute_config, REPO_ROOT).stream_logs is False
+
+
+def test_wait_is_bounded_by_the_job_timeout(ctx, compute_config):
+    """Defect 8: `wait()` could wait forever; the backend now bounds it by the job's own limit."""
     client = FakeMLClient()
-    backend = AzureBackend(client, compute_config, REPO_ROOT, read_run=_reader({}))
-    registration = ModelRegistration(
-        name="ner", path=str(tmp_path), tags={"stage": "prod", "dataset_version": "1"}
+    client.jobs.statuses = ("Running",)
+    backend = AzureBackend(
+        client,
+        compute_config,
+        REPO_ROOT,
+        poll_s=0.001,
+        read_run=_reader({}),
+        announce=lambda _: None,
+        stream_logs=False,
+        queue_allowance_s=0.01,
     )
-    first = backend.register_model(registration)
-    assert (first.version, first.reused) == ("1", False)
-    assert backend.register_model(registration).reused
-    second = backend.register_model(
-        ModelRegistration(name="ner", path=str(tmp_path), tags={"stage": "prod", "dataset_version": "2"})
-    )
-    assert second.version == "2" and len(client.models.created) == 2
+    spec = build_dry_run(ctx, timeout_s=0)
+    with pytest.raises(JobFailedError, match="still Running"):
+        backend.run(spec)

@@ -11,10 +11,11 @@ import pytest
 from azure.ai.ml import load_job
 
 from launch.azure.entities import as_job, check_bindings, command_entity, sweep_entity, unbound_placeholders
+from launch.azure.submit import outputs_of
 from launch.configs import load_config
 from launch.errors import LaunchError
 from launch.job_specs import JobContext, build_conversion, build_dry_run, build_final_training, build_sweep
-from launch.jobs import AssetRef, Distribution, JobInput
+from launch.jobs import AssetRef, Distribution, JobInput, job_output_uri
 from launch.search_space import PARAMETER_ARGUMENTS, load_sweep_config
 from ner_lightning.contract import (
     ENV_CONFIG_HASHES,
@@ -64,7 +65,10 @@ def _specs(ctx):
             seed=7,
             distribution=Distribution(instance_count=2, process_count_per_instance=4),
         ),
-        "conversion": build_conversion(ctx, JobInput(type="job_output", value="final_job_1/model")),
+        # The value the pipeline passes: the final job's result, `JobResult.outputs["model"]`.
+        "conversion": build_conversion(
+            ctx, JobInput(type="job_output", value=outputs_of("final_job_1", ("model",))["model"])
+        ),
     }
 
 
@@ -207,3 +211,23 @@ def test_conversion_runs_on_the_cpu_cluster_on_the_final_output(ctx, compute_con
     job = as_job(_entity(spec, compute_config))
     assert job.compute.endswith(compute_config.cluster_name("cpu"))
     assert job.inputs["model"].path == "azureml://jobs/final_job_1/outputs/model"
+
+
+def test_job_output_references_have_one_form_end_to_end(ctx, compute_config, tmp_path):
+    """Defect 1: the conversion input is exactly the final job's output URI (was
+    `azureml://jobs/azureml:/outputs//jobs/<job>/outputs/model`), in the entity and in its YAML."""
+    uri = outputs_of("a1b2c3", ("model",))["model"]
+    assert uri == job_output_uri("a1b2c3", "model") == "azureml://jobs/a1b2c3/outputs/model"
+    job = as_job(_entity(build_conversion(ctx, JobInput("job_output", uri)), compute_config))
+    job.dump(tmp_path / "conversion.yaml")
+    assert load_job(tmp_path / "conversion.yaml").inputs["model"].path == uri
+    nested = job_output_uri("a1b2c3", "model", "checkpoints/last.ckpt")
+    assert (
+        as_job(_entity(build_conversion(ctx, JobInput("job_output", nested)), compute_config))
+        .inputs["model"]
+        .path
+        == "azureml://jobs/a1b2c3/outputs/model/paths/checkpoints/last.ckpt"
+    )
+    for bad in ("final_job_1/model", "azureml://jobs/x", "/tmp/model"):
+        with pytest.raises(LaunchError, match="is not azureml://jobs/<job>/outputs/<output>"):
+            _entity(build_conversion(ctx, JobInput("job_output", bad)), compute_config)

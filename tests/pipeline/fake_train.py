@@ -1,12 +1,14 @@
-"""A stand-in training job for the local-backend tests: logs `val_f1` to the run from the environment.
+"""A stand-in training job for the emulator tests: logs `val_f1` to the run the environment names.
 
 Usage: python fake_train.py --out DIR [--score F] [--epochs N] [--sleep S] [--fail MESSAGE]
-The score of epoch e is `score * (e + 1) / epochs`, so the last epoch reports `score`.
+The score of epoch e is `score * (e + 1) / epochs`, so the last epoch reports `score`. Writes
+`result.txt` and `env.json` (the Azure ML variables it saw, and its working directory) into DIR.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -32,6 +34,8 @@ def main() -> int:
         time.sleep(args.sleep)
         client.log_metric(run_id, "val_f1", args.score * (epoch + 1) / args.epochs, step=epoch)
     Path(args.out, "result.txt").write_text(f"{args.score}\n", encoding="utf-8")
+    seen = {k: v for k, v in os.environ.items() if k.startswith(("AZURE", "MLFLOW", "EXTRA"))}
+    Path(args.out, "env.json").write_text(json.dumps({"cwd": os.getcwd(), "env": seen}), encoding="utf-8")
     print(f"done score={args.score} env={os.environ.get('EXTRA_VAR', '')}")
     return 0
 

@@ -10,19 +10,24 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
-import mlflow.artifacts
 import onnx
 import pytest
+from azure.ai.ml import load_job
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from launch.azure.entities import command_entity
+from launch.azure.environment import environment_fingerprint, load_environment
 from launch.cli import main
 from launch.errors import LaunchError
-from launch.jobs import ModelRegistration
+from launch.jobs import AssetRef, CommandJobSpec, JobResult, ModelRegistration, job_output_uri
 from launch.lineage import (
     TAG_BACKBONE,
     TAG_CONVERSION_RUN_ID,
@@ -32,9 +37,18 @@ from launch.lineage import (
     TAG_PIPELINE,
     TAG_SWEEP_ID,
 )
-from launch.local import LocalBackend
-from launch.local.runner import PARENT_RUN_TAG
-from launch.pipeline import dataset_fingerprint, load_pipeline_config
+from launch.local import EmulatedMLClient
+from launch.local.sweep import PARENT_RUN_TAG
+from launch.pipeline import (
+    STEPS,
+    Pipeline,
+    PipelineState,
+    _resuming,
+    dataset_fingerprint,
+    load_pipeline_config,
+    make_backend,
+    run_pipeline,
+)
 from launch.search_space import load_sweep_config
 from launch.selection import RANKED_FILE, SELECTION_FILE
 from ner_lightning.contract import (
@@ -100,22 +114,49 @@ def test_second_concurrent_run_is_refused(tmp_path: Path, capsys: pytest.Capture
     assert not (workspace / "pipelines").exists()  # the refused run wrote no state
 
 
-# --- registration lineage ----------------------------------------------------------------
-def _model_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "model.onnx").write_bytes(b"onnx")
-    (folder / "ner_model.json").write_text(json.dumps({"quantization": "int8"}))
-    (folder / "smoke_report.json").write_text("{}")
-    return folder
+# --- the pipeline on the emulated workspace: fast jobs (no training) -------------------------
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory: pytest.TempPathFactory):
+    """`AzureBackend` on an emulated workspace with the project's environment registered."""
+    root = tmp_path_factory.mktemp("emulated")
+    config = replace(load_pipeline_config(SMOKE), workspace=root / "ws")
+    backend = make_backend(config, "local", REPO_ROOT, announce=lambda _m: None)
+    spec = load_environment(config.environment)
+    backend.ensure_environment(spec, environment_fingerprint(spec))
+    backend.stream_logs, backend.poll_s = False, 0.2
+    yield SimpleNamespace(backend=backend, client=backend.ml_client, config=config, root=root)
+    backend.ml_client.close()
 
 
-def _registration(
-    backend: LocalBackend, tmp_path: Path, stage: str, pipeline: str = "smoke"
-) -> ModelRegistration:
-    client = MlflowClient(backend.workspace.tracking_uri)
-    experiment = backend.workspace.experiment_id(client, "exp")
-    run = client.create_run(experiment, tags={"stage": stage}).info.run_id
+def _spec(
+    emulated, command: str, *, stage: str = "dry_run", tags: Mapping[str, str] | None = None
+) -> CommandJobSpec:
+    from launch.azure.environment import load_environment as load_env
+
+    env = load_env(emulated.config.environment)
+    return CommandJobSpec(
+        name=stage,
+        stage=stage,
+        command=command,
+        inputs={},
+        outputs=("model",),
+        compute="cpu",
+        environment=AssetRef(env.name, env.version),
+        experiment_name="exp",
+        display_name=stage,
+        tags={TAG_STAGE: stage, **(tags or {})},
+        timeout_s=300,
+    )
+
+
+MODEL_FILES = (
+    "mkdir -p ${{outputs.model}} && echo onnx > ${{outputs.model}}/model.onnx && "
+    """echo '{"quantization": "int8"}' > ${{outputs.model}}/ner_model.json && """
+    "echo '{}' > ${{outputs.model}}/smoke_report.json"
+)
+
+
+def _registration(final_run: str, folder: str, pipeline: str = "smoke") -> ModelRegistration:
     tags = {
         "stage": "prod",
         "dataset_version": "1",
@@ -123,35 +164,134 @@ def _registration(
         TAG_BACKBONE: "tiny",
         TAG_METRIC: "val_f1",
         TAG_METRIC_VALUE: "0.9",
-        TAG_FINAL_RUN_ID: run,
-        TAG_CONVERSION_RUN_ID: run,
+        TAG_FINAL_RUN_ID: final_run,
+        TAG_CONVERSION_RUN_ID: folder.split("/")[3],
         TAG_SWEEP_ID: "sweep",
         TAG_PIPELINE: pipeline,
     }
-    folder = tmp_path / "model" if (tmp_path / "model").exists() else _model_folder(tmp_path)
-    return ModelRegistration("ner-model", str(folder), tags)
+    return ModelRegistration("ner-model", folder, tags)
 
 
-def test_registration_refuses_non_final_lineage_and_foreign_names(tmp_path: Path) -> None:
-    backend = LocalBackend(tmp_path / "ws", announce=lambda _m: None)
+def test_registration_checks_lineage_on_the_azure_path(emulated) -> None:
+    """Defect 8: Azure registration skipped the lineage check; it now runs on both backends."""
+    backend = emulated.backend
+    sweep = backend.run(_spec(emulated, "true", stage=STAGE_SWEEP))
+    final = backend.run(_spec(emulated, "true", stage=STAGE_FINAL))
+    converted = backend.run(_spec(emulated, MODEL_FILES, stage=STAGE_CONVERSION))
+    folder = converted.outputs["model"]
     with pytest.raises(LaunchError, match="is a 'sweep' run, not a final-training run"):
-        backend.register_model(_registration(backend, tmp_path, "sweep"))
-    with pytest.raises(LaunchError, match="is a 'dry_run' run"):
-        backend.register_model(_registration(backend, tmp_path, "dry_run"))
-    good = _registration(backend, tmp_path, "final_training")
-    first = backend.register_model(good)
+        backend.register_model(_registration(sweep.run_id, folder))
+    with pytest.raises(LaunchError, match="lineage run nope does not exist"):
+        backend.register_model(_registration("nope", folder))
+    first = backend.register_model(_registration(final.run_id, folder))
     assert (first.version, first.reused) == ("1", False)
-    again = backend.register_model(good)
+    again = backend.register_model(_registration(final.run_id, folder))
     assert (again.version, again.reused) == ("1", True)
-    second = backend.register_model(_registration(backend, tmp_path, "final_training"))
-    assert second.version == "2"
     with pytest.raises(LaunchError, match="already exists with another lineage"):
-        backend.register_model(_registration(backend, tmp_path, "final_training", pipeline="other"))
-    (tmp_path / "model" / "last.ckpt").write_bytes(b"x")
+        backend.register_model(_registration(final.run_id, folder, pipeline="other"))
+    with_checkpoint = backend.run(
+        _spec(emulated, f"{MODEL_FILES} && echo x > ${{{{outputs.model}}}}/last.ckpt", stage=STAGE_CONVERSION)
+    )
     with pytest.raises(LaunchError, match="checkpoints are never registered"):
-        backend.register_model(_registration(backend, tmp_path, "final_training"))
-    versions = MlflowClient(backend.workspace.tracking_uri).search_model_versions("name='ner-model'")
-    assert sorted(str(v.version) for v in versions) == ["1", "2"]
+        backend.register_model(_registration(final.run_id, with_checkpoint.outputs["model"]))
+    assert [m.version for m in emulated.client.models.list(name="ner-model")] == ["1"]
+
+
+def test_rerun_reattaches_to_the_submitted_job_instead_of_resubmitting(emulated) -> None:
+    """Defect 4: the job name is in the state file right after submission; a rerun re-attaches."""
+    state_dir = emulated.root / "ws" / "pipelines"
+    spec = _spec(emulated, "sleep 4 && mkdir -p ${{outputs.model}}")
+    first = Pipeline(emulated.config, emulated.backend, state_dir, REPO_ROOT, announce=lambda _m: None)
+    first._fingerprints["dry_run"] = "same inputs"
+    done: list[JobResult] = []
+    worker = threading.Thread(target=lambda: done.append(first._run_job(spec, "dry_run")))
+    before = set(emulated.client.jobs.store.names())
+    worker.start()
+    deadline = time.monotonic() + 120
+    while (record := PipelineState(state_dir / "smoke.json").get("dry_run")) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert (
+        record.status == "submitted"
+        and emulated.client.jobs.get(record.result["job_id"]).status != "Completed"
+    )
+    # What a rerun after Ctrl-C does: a new Pipeline on the same state re-attaches.
+    second = Pipeline(emulated.config, emulated.backend, state_dir, REPO_ROOT, announce=lambda _m: None)
+    second._fingerprints["dry_run"] = "same inputs"
+    attached = second._run_job(spec, "dry_run")
+    worker.join()
+    assert attached.job_id == done[0].job_id == record.result["job_id"] and attached.status == "Completed"
+    assert len(set(emulated.client.jobs.store.names()) - before) == 1
+
+
+def test_interrupted_final_training_resumes_from_its_azureml_checkpoint(emulated) -> None:
+    """Defect 5: `Path("azureml://...").is_file()` never held; resume now reads the job output."""
+    backend = emulated.backend
+    interrupted = backend.ml_client.jobs.create_or_update(
+        command_entity(
+            _spec(
+                emulated,
+                "mkdir -p ${{outputs.model}}/checkpoints && echo epoch1 > ${{outputs.model}}/checkpoints/last.ckpt "
+                "&& sleep 120",
+                stage=STAGE_FINAL,
+            ),
+            backend.compute,
+            REPO_ROOT,
+        )
+    )
+    checkpoint = emulated.client.workspace.jobs_dir / interrupted.name / "outputs" / "model" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while not (checkpoint / "last.ckpt").is_file():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    backend.cancel(interrupted.name)
+    resumed = backend.run(
+        _resuming(
+            _spec(emulated, "echo training", stage=STAGE_FINAL), job_output_uri(interrupted.name, "model")
+        )
+    )
+    assert resumed.status == "Completed", resumed.error
+    out = backend.download_output(resumed.job_id, "model", emulated.root / "dl")
+    assert (out / "checkpoints" / "last.ckpt").read_text() == "epoch1\n"
+    log = (emulated.client.workspace.jobs_dir / resumed.job_id / "user_logs" / "std_log.txt").read_text()
+    assert re.search(r"^training --ckpt_path \S+/outputs/model/checkpoints/last\.ckpt$", log, re.M), log
+
+
+def test_data_preparation_runs_in_the_registered_environment_and_registers_its_output(tmp_path: Path) -> None:
+    """Defect 3: environment first; the prepared output (an azureml:// URI) becomes the data asset."""
+    config = tmp_path / "pipeline.yaml"
+    text = _absolute_paths(SMOKE.read_text()).replace(
+        f"  source_dir: {TOY_DATASET}\n",
+        f"  prepare:\n    inputs:\n      raw: {TOY_DATASET}\n"
+        "    command: cp -R ${{inputs.raw}}/. ${{outputs.data}}/\n",
+    )
+    config.write_text(text)
+    assert list(STEPS).index("environment") < list(STEPS).index("data_asset")
+    report = run_pipeline(config, workspace=tmp_path / "ws", until="data_asset", announce=lambda _m: None)
+    assert report.ran == ["environment", "data_asset"]
+    client = EmulatedMLClient(tmp_path / "ws")
+    asset = client.data.get("toy-ner", "1")
+    assert asset.tags[TAG_DATASET_FINGERPRINT] == dataset_fingerprint(TOY_DATASET)
+    stored = client.resolve(str(asset.path))
+    assert (stored / "train.jsonl").read_bytes() == (TOY_DATASET / "train.jsonl").read_bytes()
+    (prepare,) = [j for j in client.jobs.list() if j.display_name == "smoke-prepare_data"]
+    assert prepare.status == "Completed" and str(prepare.environment) == "ner-lightning-env:1"
+
+
+def _absolute_paths(text: str) -> str:
+    for relative in (
+        "../train/base.yaml",
+        "../train/tiny.yaml",
+        "smoke_train.yaml",
+        "smoke_sweep.yaml",
+        "../final_training.yaml",
+        "../azure/environment",
+        "../azure",
+        "../../tests/fixtures/toy_dataset",
+        "../../tests/fixtures/backbones/tiny-bert",
+    ):
+        text = text.replace(f" {relative}\n", f" {(SMOKE.parent / relative).resolve()}\n")
+    return text
 
 
 # --- notebook ------------------------------------------------------------------------------
@@ -278,8 +418,8 @@ def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
     artifacts = {a.path for a in client.list_artifacts(sweep.info.run_id, "selection")}
     assert {f"selection/{RANKED_FILE}", f"selection/{SELECTION_FILE}"} <= artifacts
     # (c) the registered int8 model version: prod stage, metric, lineage back to the final run.
-    (version,) = client.search_model_versions(f"name='{config.model_name}'")
-    assert version.run_id == conversion.info.run_id
+    emulated = EmulatedMLClient(workspace)
+    (version,) = emulated.models.list(name=config.model_name)
     expected = {
         **hashes,
         TAG_STAGE: STAGE_PROD,
@@ -297,6 +437,7 @@ def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
         HELDOUT_F1_INT8: f"{conversion.data.metrics[HELDOUT_F1_INT8]:.6f}",
     }
     assert expected.items() <= version.tags.items(), version.tags
+    assert selection["backbone"] == "azureml:tiny-bert:1"  # the registered backbone, not a checkout path
     assert summary["heldout_f1_int8"] == pytest.approx(conversion.data.metrics[HELDOUT_F1_INT8])
     # The int8 gate's figures and the chosen recipe: conversion run -> model tags and summary.
     for name in CONVERSION_GATE_METRICS:
@@ -306,29 +447,57 @@ def test_smoke_pipeline_end_to_end_then_reuse(tmp_path: Path) -> None:
     assert summary["int8_gate"][HELDOUT_GOLD_ENTITIES] == conversion.data.metrics[HELDOUT_GOLD_ENTITIES] > 0
     assert final.data.tags[TAG_SWEEP_ID] == selection["sweep_id"] == sweep.info.run_id
     assert conversion.data.tags[TAG_FINAL_RUN_ID] == final.info.run_id
-    registered = mlflow.artifacts.download_artifacts(
-        artifact_uri=version.source, dst_path=str(tmp_path / "reg")
-    )
-    _assert_int8_model_folder(Path(registered))
-    assets_before = sorted(p.relative_to(workspace) for p in (workspace / "assets").rglob("*"))
+    _assert_int8_model_folder(emulated.resolve(str(version.path)))
+    # (d) every job ran from its serialized YAML (acceptance 3) with a time limit (defect 8), and on
+    # Azure ML's runtime contract: the job name is the MLflow run id.
+    jobs = {job.name: job for job in emulated.jobs.list()}
+    assert {dry.info.run_id, sweep.info.run_id, final.info.run_id, conversion.info.run_id} == set(jobs)
+    for name, job in jobs.items():
+        stored = load_job(workspace / "jobs" / name / "job.yaml")
+        limit = stored.limits.trial_timeout if stored.type == "sweep" else stored.limits.timeout
+        assert limit and stored.status is None and job.status == "Completed", name
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    registry_before = sorted(p.relative_to(workspace) for p in (workspace / "registry").rglob("*"))
 
     second = _run_cli(workspace)
     assert (
-        "reused: data_asset, environment, dry_run, sweep, selection, final_training, conversion, registration"
+        "reused: environment, data_asset, dry_run, sweep, selection, final_training, conversion, registration"
         in second.stdout
     )
-    assert len(client.search_model_versions("name='ner-smoke'")) == 1
-    assert sorted(p.relative_to(workspace) for p in (workspace / "assets").rglob("*")) == assets_before
+    assert len(list(emulated.models.list(name=config.model_name))) == 1
+    assert sorted(p.relative_to(workspace) for p in (workspace / "registry").rglob("*")) == registry_before
     runs_after = client.search_runs(
         [client.get_experiment_by_name(config.experiment).experiment_id], max_results=100
     )
     assert len(runs_after) == len(runs)
 
 
-@pytest.mark.slow
-def test_sigterm_final_training_then_resume_to_registered_model(tmp_path: Path) -> None:
-    workspace = tmp_path / "ws"
-    _run_cli(workspace, "--until", "selection")
+def _records(workspace: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in (workspace / "jobs").glob("*/status.json")]
+
+
+def _wait_for(condition, timeout_s: float = 600):
+    deadline = time.monotonic() + timeout_s
+    while not (found := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+    return found
+
+
+def _live_in_group(pgid: int) -> list[int]:
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+def _interrupt(workspace: Path, sig: signal.Signals, ready) -> tuple[str, dict]:
+    """Start the pipeline, wait until `ready(records)` names a job, send `sig` to the pipeline process."""
     process = subprocess.Popen(
         _cli_command(workspace),
         cwd=REPO_ROOT,
@@ -337,25 +506,68 @@ def test_sigterm_final_training_then_resume_to_registered_model(tmp_path: Path) 
         text=True,
         env=PINNED_ENV,
     )
-    record = None
-    for _ in range(600):  # wait for the final job's last.ckpt (end of epoch 1), then stop it mid-epoch 2
-        records = [json.loads(p.read_text()) for p in (workspace / "jobs").glob("final_training-*/job.json")]
-        if records and Path(records[0]["outputs"]["model"], "checkpoints", "last.ckpt").is_file():
-            record = records[0]
-            break
-        time.sleep(0.5)
-    assert record is not None, "the final training never wrote last.ckpt"
-    os.kill(record["pid"], signal.SIGTERM)
+    record = _wait_for(lambda: ready(_records(workspace)))
+    process.send_signal(sig)
     output, _ = process.communicate(timeout=300)
-    assert process.returncode == 2, output
-    resumed = _run_cli(workspace)
-    assert "resuming the interrupted final training from" in resumed.stdout
-    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
-    assert len(client.search_model_versions("name='ner-smoke'")) == 1
+    assert process.returncode == 130, output
+    assert "Run the same command again to resume" in output
+    return output, record
 
 
 @pytest.mark.slow
-def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
+def test_interrupts_during_sweep_and_final_training_then_resume(tmp_path: Path) -> None:
+    """Acceptance 5 and issue 14 item 7: SIGINT during a sweep trial, SIGTERM during final training.
+
+    Each time the job's whole process group ends (the training process itself, not a shell), no
+    MLflow run stays RUNNING; the rerun resubmits only the canceled job, resumes final training from
+    its last.ckpt through an azureml:// input, and one model version is registered.
+    """
+    workspace = tmp_path / "ws"
+    _run_cli(workspace, "--until", "dry_run")
+
+    def trial_running(records: list[dict]) -> dict | None:
+        return next(
+            (r for r in records if r.get("parent") and r.get("pgid") and r["status"] == "Running"), None
+        )
+
+    _, trial = _interrupt(workspace, signal.SIGINT, trial_running)
+    assert not _live_in_group(trial["pgid"])
+
+    def final_checkpointed(records: list[dict]) -> dict | None:
+        for r in records:
+            last = workspace / "jobs" / r["name"] / "outputs" / "model" / "checkpoints" / "last.ckpt"
+            if r.get("display_name") == "smoke-final_training" and r.get("pgid") and last.is_file():
+                return r
+        return None
+
+    _, final = _interrupt(workspace, signal.SIGTERM, final_checkpointed)
+    assert not _live_in_group(final["pgid"])
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ner-smoke").experiment_id
+    assert not [r for r in client.search_runs([experiment], max_results=200) if r.info.status == "RUNNING"]
+    assert client.get_run(final["name"]).info.status == "KILLED"
+
+    resumed = _run_cli(workspace)
+    assert (
+        f"resuming the interrupted final training from azureml://jobs/{final['name']}/outputs/model"
+        in resumed.stdout
+    )
+    assert "reused: environment, data_asset, dry_run, sweep, selection" in resumed.stdout
+    emulated = EmulatedMLClient(workspace)
+    assert len(list(emulated.models.list(name="ner-smoke"))) == 1
+    statuses = {}
+    for job in emulated.jobs.list():
+        statuses.setdefault(job.display_name, []).append(str(job.status))
+    # One canceled attempt each for the interrupted steps, then exactly one completed job per step.
+    assert sorted(statuses["smoke-sweep"]) == ["Canceled", "Completed"]
+    assert sorted(statuses["smoke-final_training"]) == ["Canceled", "Completed"]
+    assert statuses["smoke-dry_run"] == ["Completed"] and statuses["smoke-conversion"] == ["Completed"]
+
+
+@pytest.mark.slow
+def test_bad_data_is_refused_before_any_job_and_a_failing_dry_run_stops_before_the_sweep(
+    tmp_path: Path,
+) -> None:
     data = tmp_path / "bad_data"
     data.mkdir()
     for name in ("train.jsonl", "validation.jsonl", "labels.json"):
@@ -366,21 +578,23 @@ def test_failing_dry_run_stops_before_the_sweep(tmp_path: Path) -> None:
     lines[2] = json.dumps(broken)
     (data / "train.jsonl").write_text("\n".join(lines) + "\n")
     config = tmp_path / "pipeline.yaml"
-    text = SMOKE.read_text().replace("../../tests/fixtures/toy_dataset", str(data))
-    for relative in (
-        "../train/base.yaml",
-        "../train/tiny.yaml",
-        "smoke_train.yaml",
-        "smoke_sweep.yaml",
-        "../final_training.yaml",
-        "../azure/environment",
-        "../azure",
-    ):
-        text = text.replace(f" {relative}\n", f" {(SMOKE.parent / relative).resolve()}\n")
-    config.write_text(text)
+    config.write_text(_absolute_paths(SMOKE.read_text()).replace(str(TOY_DATASET), str(data)))
     result = _run_cli(tmp_path / "ws", config=config, check=False)
+    # Validated before registration, as on Azure: nothing is uploaded, no job is submitted.
     assert result.returncode == 2
-    assert "dry_run job" in result.stderr and "train.jsonl" in result.stderr
+    assert "the dataset folder failed validation" in result.stderr and "train.jsonl" in result.stderr
+    assert "dry_run: running" not in result.stdout and not (tmp_path / "ws" / "jobs").exists()
+    # A dry run that fails (a training option the CLI refuses) stops the pipeline before the sweep.
+    overlay = tmp_path / "broken_train.yaml"
+    overlay.write_text("model:\n  no_such_option: 1\n")
+    text = _absolute_paths(SMOKE.read_text()).replace(
+        f"    - {(SMOKE.parent / 'smoke_train.yaml').resolve()}\n",
+        f"    - {(SMOKE.parent / 'smoke_train.yaml').resolve()}\n    - {overlay}\n",
+    )
+    config.write_text(text)
+    result = _run_cli(tmp_path / "ws2", config=config, check=False)
+    assert result.returncode == 2
+    assert "dry_run job" in result.stderr and "no_such_option" in result.stderr
     assert "sweep: running" not in result.stdout
 
 
@@ -404,3 +618,22 @@ def test_notebook_runs_headless_against_the_local_backend(tmp_path: Path) -> Non
         for output in cell.outputs
     )
     assert "ner-smoke version 1" in text
+
+
+def test_continue_from_previous_starts_from_an_azureml_checkpoint(tmp_path: Path) -> None:
+    """Defect 5: final-training variants on Azure recorded no checkpoint (an azureml:// output is no
+    local file), so `continue_from_previous` could not work there. The variant now records its
+    checkpoint as a job-output reference and the next variant starts from it (the job reads it)."""
+    from launch.final_training import mark_variant_complete, mark_variant_running
+    from tests.final_training.conftest import Project
+
+    project = Project(tmp_path)
+    parent = project.load(backend="azure")
+    output = job_output_uri("job1", "model")
+    mark_variant_running(parent, run_id="job1", job_id="job1", output_dir=output)
+    checkpoint = job_output_uri("job1", "model", "checkpoints/best.ckpt")
+    mark_variant_complete(parent, checkpoint=checkpoint, metrics={"val_f1": 0.5})
+    project.final_config("run:\n  mode: continue_from_previous\nsource:\n  type: final_training\n")
+    child = project.load(backend="azure")
+    assert child.init_checkpoint == checkpoint and child.action == "train"
+    assert dict(child.parent) == {"spec_fp": parent.spec_fp, "exec_fp": parent.exec_fp, "variant": 1}
