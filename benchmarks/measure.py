@@ -137,12 +137,10 @@ _ISA_FLAGS = {
 
 def cpu_isa() -> list[str]:
     """The instruction-set extensions of this CPU that matter for int8 inference (Linux; empty elsewhere)."""
+    from ner_lightning.onnx.cpu_isa import _CPUINFO, parse_cpuinfo
+
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [name for flag, name in _ISA_FLAGS.items() if flag in flags]
+        _, flags = parse_cpuinfo(_CPUINFO.read_text(encoding="utf-8", errors="replace"))
     except OSError:
-        pass
-    return []
+        return []
+    return [name for flag, name in _ISA_FLAGS.items() if flag in flags]
