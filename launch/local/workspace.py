@@ -185,7 +185,7 @@ class LocalWorkspace:
                 raise LaunchError(
                     f"another pipeline run is using this workspace ({holder})",
                     path=self.lock_path,
-                    fix="wait for it to finish, or pass a lock timeout (`lock_timeout_s` / --lock-timeout) "
+                    fix="wait for it to finish, or set `lock_timeout_s: <seconds>` in the pipeline config "
                     "to wait for it",
                 ) from None
             announce(f"waiting up to {timeout_s:.0f}s for the workspace lock held by {holder} ...")

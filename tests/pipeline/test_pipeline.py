@@ -110,7 +110,10 @@ def test_second_concurrent_run_is_refused(tmp_path: Path, capsys: pytest.Capture
     workspace = tmp_path / "ws"
     with workspace_locked_elsewhere(workspace):
         assert main(["run", "--config", str(SMOKE), "--workspace", str(workspace)]) == 2
-        assert "another pipeline run is using this workspace" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "another pipeline run is using this workspace" in err
+        # The fix names the config key that exists, not a command-line flag that does not (issue 14, 13).
+        assert "lock_timeout_s: <seconds>" in err and "--lock-timeout" not in err
     assert not (workspace / "pipelines").exists()  # the refused run wrote no state
 
 
