@@ -7,6 +7,7 @@ path component inside the workspace.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,11 @@ def _write_config(folder: Path, key: str, value: str) -> Path:
     for part in parents:
         node = node[part]
     node[leaf] = value
+    # A copy of configs/ beside a link to tests/, so the preset's relative paths still resolve.
+    if not (folder / "configs").exists():
+        shutil.copytree(REPO_ROOT / "configs", folder / "configs")
+        (folder / "tests").symlink_to(REPO_ROOT / "tests")
     path = folder / "configs" / "pipeline" / "hostile.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
 

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import onnx
 import pytest
+import yaml
 from azure.ai.ml import load_job
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -278,7 +279,10 @@ def test_data_preparation_runs_in_the_registered_environment_and_registers_its_o
     stored = client.resolve(str(asset.path))
     assert (stored / "train.jsonl").read_bytes() == (TOY_DATASET / "train.jsonl").read_bytes()
     (prepare,) = [j for j in client.jobs.list() if j.display_name == "smoke-prepare_data"]
-    assert prepare.status == "Completed" and str(prepare.environment) == "ner-lightning-env:1"
+    env = yaml.safe_load(
+        (REPO_ROOT / "configs/azure/environment/environment.yaml").read_text(encoding="utf-8")
+    )
+    assert prepare.status == "Completed" and str(prepare.environment) == f"{env['name']}:{env['version']}"
 
 
 def _absolute_paths(text: str) -> str:
