@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import subprocess
@@ -40,6 +41,8 @@ TRAINING_DISTRIBUTIONS = (
     "seqeval",
     "ner-lightning",
 )
+
+LOGGER = logging.getLogger(__name__)
 
 
 def _canonical(value: Any, where: str) -> Any:
@@ -159,29 +162,39 @@ def exec_fingerprint(
 
 
 def dataset_fingerprint(folder: str | Path) -> str:
-    """Content fingerprint of a dataset folder: the manifest's, else computed as `ner-data` does.
+    """Content fingerprint of a dataset folder, computed from its files as `ner-data` does.
 
     One definition for the pipeline's `dataset_fingerprint` tags and the final-training loader,
-    so one dataset has one fingerprint everywhere.
+    so one dataset has one fingerprint everywhere. The files are always hashed: a `manifest.json`
+    is never trusted on its own, since a split edited after conversion would otherwise keep the
+    old fingerprint and two contents would share one name. A stale manifest is reported.
 
     Args:
         folder: Dataset folder (holds `manifest.json` when written by `ner-data`).
 
     Returns:
-        The sha256 fingerprint.
+        The sha256 fingerprint of the split files and `labels.json`.
     """
+    from ner_lightning.data.manifest import dataset_fingerprint as content_fingerprint
+
     folder = Path(folder)
+    computed = content_fingerprint(folder)
     manifest = folder / MANIFEST_FILE
     if manifest.is_file():
         try:
             recorded = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
         except (OSError, ValueError, AttributeError):
             recorded = None
-        if isinstance(recorded, str) and recorded:
-            return recorded
-    from ner_lightning.data.manifest import dataset_fingerprint as content_fingerprint
-
-    return content_fingerprint(folder)
+        if isinstance(recorded, str) and recorded and recorded != computed:
+            LOGGER.warning(
+                "%s is stale: it records fingerprint %s but the files give %s (a split changed after "
+                "conversion); using the files' fingerprint. Run `ner-data validate %s` for details.",
+                manifest,
+                recorded[:12],
+                computed[:12],
+                folder,
+            )
+    return computed
 
 
 def folder_fingerprint(path: str | Path) -> str:

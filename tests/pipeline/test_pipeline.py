@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -644,3 +645,27 @@ def test_continue_from_previous_starts_from_an_azureml_checkpoint(tmp_path: Path
     child = project.load(backend="azure")
     assert child.init_checkpoint == checkpoint and child.action == "train"
     assert dict(child.parent) == {"spec_fp": parent.spec_fp, "exec_fp": parent.exec_fp, "variant": 1}
+
+
+def test_a_split_edited_after_conversion_is_not_reused_under_its_old_fingerprint(tmp_path: Path) -> None:
+    """Issue 14, defect 3: one byte changed in train.jsonl (manifest.json left stale) is new content.
+
+    The data-asset step runs again instead of reporting `reused: data_asset`, and the registry refuses
+    to give the registered version new content; no fingerprint ever names two contents.
+    """
+    dataset = tmp_path / "toy"
+    shutil.copytree(TOY_DATASET, dataset)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(_absolute_paths(SMOKE.read_text()).replace(str(TOY_DATASET), str(dataset)))
+    first = run_pipeline(config, workspace=tmp_path / "ws", until="data_asset", announce=lambda _m: None)
+    assert "data_asset" in first.ran
+    client = EmulatedMLClient(tmp_path / "ws")
+    registered = client.data.get("toy-ner", "1").tags[TAG_DATASET_FINGERPRINT]
+    assert registered == dataset_fingerprint(dataset)
+
+    train = dataset / "train.jsonl"
+    train.write_bytes(train.read_bytes().replace(b'"O"', b'"O" ', 1))  # one byte more, same records
+    assert dataset_fingerprint(dataset) != registered  # the stale manifest is not trusted
+    with pytest.raises(LaunchError, match="immutable"):
+        run_pipeline(config, workspace=tmp_path / "ws", until="data_asset", announce=lambda _m: None)
+    assert client.data.get("toy-ner", "1").tags[TAG_DATASET_FINGERPRINT] == registered
