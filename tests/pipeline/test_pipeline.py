@@ -653,8 +653,13 @@ def test_a_split_edited_after_conversion_is_not_reused_under_its_old_fingerprint
     The data-asset step runs again instead of reporting `reused: data_asset`, and the registry refuses
     to give the registered version new content; no fingerprint ever names two contents.
     """
+    from ner_lightning.data.manifest import build_manifest, write_manifest
+
     dataset = tmp_path / "toy"
     shutil.copytree(TOY_DATASET, dataset)
+    # A manifest as `ner-data convert` writes it: right when written, stale after the edit below.
+    labels = json.loads((dataset / "labels.json").read_text())
+    write_manifest(dataset, build_manifest(dataset, labels=labels, splits={}))
     config = tmp_path / "pipeline.yaml"
     config.write_text(_absolute_paths(SMOKE.read_text()).replace(str(TOY_DATASET), str(dataset)))
     first = run_pipeline(config, workspace=tmp_path / "ws", until="data_asset", announce=lambda _m: None)
@@ -666,6 +671,11 @@ def test_a_split_edited_after_conversion_is_not_reused_under_its_old_fingerprint
     train = dataset / "train.jsonl"
     train.write_bytes(train.read_bytes().replace(b'"O"', b'"O" ', 1))  # one byte more, same records
     assert dataset_fingerprint(dataset) != registered  # the stale manifest is not trusted
+    # The step runs again (no "reused"): validation names the stale manifest before anything is registered.
+    with pytest.raises(LaunchError, match=r"train\.jsonl changed since the manifest was written"):
+        run_pipeline(config, workspace=tmp_path / "ws", until="data_asset", announce=lambda _m: None)
+    # With a manifest rewritten for the new content, the registry keeps the registered version intact.
+    write_manifest(dataset, build_manifest(dataset, labels=labels, splits={}))
     with pytest.raises(LaunchError, match="immutable"):
         run_pipeline(config, workspace=tmp_path / "ws", until="data_asset", announce=lambda _m: None)
     assert client.data.get("toy-ner", "1").tags[TAG_DATASET_FINGERPRINT] == registered
