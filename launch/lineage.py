@@ -33,6 +33,12 @@ TAG_SWEEP_ID: Final = "lineage.sweep_id"
 #: Name of the pipeline (config `name`) that owns a registered model name.
 TAG_PIPELINE: Final = "lineage.pipeline"
 TAG_BACKBONE: Final = "backbone"
+#: sha256 over the registered folder's files: the same content is never registered twice.
+TAG_CONTENT_SHA256: Final = "content_sha256"
+#: On a version taken out of production by a newer one: the version that replaced it.
+TAG_SUPERSEDED_BY: Final = "superseded_by"
+#: Stage of a registered version that a newer version of its lineage replaced.
+STAGE_ARCHIVED: Final = "archived"
 TAG_METRIC: Final = "metric"
 TAG_METRIC_VALUE: Final = "metric_value"
 

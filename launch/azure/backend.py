@@ -27,6 +27,7 @@ from launch.azure.submit import (
     wait,
 )
 from launch.errors import LaunchError
+from launch.fingerprints import folder_fingerprint
 from launch.jobs import (
     AssetRef,
     CommandJobSpec,
@@ -39,8 +40,15 @@ from launch.jobs import (
     TrialResult,
     frozen_mapping,
 )
-from launch.lineage import TAG_FINAL_RUN_ID, TAG_PIPELINE, check_registration
-from ner_lightning.contract import TAG_DATASET_FINGERPRINT, TAG_DATASET_NAME
+from launch.lineage import (
+    STAGE_ARCHIVED,
+    TAG_CONTENT_SHA256,
+    TAG_FINAL_RUN_ID,
+    TAG_PIPELINE,
+    TAG_SUPERSEDED_BY,
+    check_registration,
+)
+from ner_lightning.contract import STAGE_PROD, TAG_DATASET_FINGERPRINT, TAG_DATASET_NAME, TAG_STAGE
 
 #: Called with the job name right after submission (the pipeline records it before waiting).
 OnSubmitted = Callable[[str], Any]
@@ -277,6 +285,7 @@ class AzureBackend:
                 ModelRegistration(registration.name, folder, registration.tags, registration.description),
                 final_tags,
             )
+            tags[TAG_CONTENT_SHA256] = folder_fingerprint(folder)
         try:
             existing_versions = list(self.ml_client.models.list(name=registration.name))
         except ResourceNotFoundError:
@@ -293,9 +302,14 @@ class AzureBackend:
                     fix="choose another registration.model_name in the pipeline config; registered models "
                     "are never overwritten",
                 )
-            if (existing.tags or {}).get(TAG_FINAL_RUN_ID) == tags.get(TAG_FINAL_RUN_ID):
+            # Idempotent by lineage and by content: a rerun after the pipeline state was lost, or a
+            # forced registration of the same folder, finds the version it registered before.
+            existing_tags = existing.tags or {}
+            if existing_tags.get(TAG_FINAL_RUN_ID) == tags.get(TAG_FINAL_RUN_ID) or (
+                existing_tags.get(TAG_CONTENT_SHA256) == tags[TAG_CONTENT_SHA256]
+            ):
                 return RegisteredModel(
-                    registration.name, str(existing.version), frozen_mapping(dict(existing.tags)), reused=True
+                    registration.name, str(existing.version), frozen_mapping(dict(existing_tags)), reused=True
                 )
         model = self.ml_client.models.create_or_update(
             Model(
@@ -306,4 +320,21 @@ class AzureBackend:
                 description=registration.description,
             )
         )
+        if tags.get(TAG_STAGE) == STAGE_PROD:
+            self._archive_previous_prod(existing_versions, str(model.version))
         return RegisteredModel(registration.name, str(model.version), frozen_mapping(tags))
+
+    def _archive_previous_prod(self, versions: list[Any], new_version: str) -> None:
+        """One `stage=prod` version per lineage: earlier prod versions become `stage=archived`.
+
+        Model tags are mutable on Azure ML (the content and version are not), so the older version
+        stays registered and usable, with `superseded_by` naming its replacement; promoting it again
+        is a tag edit.
+        """
+        for existing in versions:
+            existing_tags = dict(existing.tags or {})
+            if existing_tags.get(TAG_STAGE) != STAGE_PROD or str(existing.version) == new_version:
+                continue
+            existing.tags = {**existing_tags, TAG_STAGE: STAGE_ARCHIVED, TAG_SUPERSEDED_BY: new_version}
+            self.ml_client.models.create_or_update(existing)
+            self.announce(f"  model {existing.name} version {existing.version}: stage prod -> archived")

@@ -171,6 +171,13 @@ class VersionedOperations:
             if path.is_file():
                 existing = self._load(path)
                 if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == fingerprint:
+                    # Same content: as on Azure ML, tags and description of a version stay editable.
+                    if (dict(entity.tags or {}), entity.description) != (
+                        dict(existing.tags or {}),
+                        existing.description,
+                    ):
+                        entity.dump(str(path))
+                        return self._load(path)
                     return existing
                 raise _conflict(
                     f"{self._KIND_NAMES[self.kind]} {entity.name}:{entity.version} already exists with other "

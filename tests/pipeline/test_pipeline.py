@@ -202,6 +202,34 @@ def test_registration_checks_lineage_on_the_azure_path(emulated) -> None:
     assert [m.version for m in emulated.client.models.list(name="ner-model")] == ["1"]
 
 
+def test_registration_is_idempotent_by_content_and_keeps_one_prod_version(emulated) -> None:
+    """Issue 14, defect 6: after the state file is lost the same int8 folder comes back under another
+    final run id (a rerun); it reuses its version. New content archives the previous prod version."""
+    backend, name = emulated.backend, "ner-prod-once"
+    finals = [backend.run(_spec(emulated, "true", stage=STAGE_FINAL)) for _ in range(3)]
+    converted = backend.run(_spec(emulated, MODEL_FILES, stage=STAGE_CONVERSION))
+    first = backend.register_model(
+        replace(_registration(finals[0].run_id, converted.outputs["model"]), name=name)
+    )
+    # Same bytes, other lineage run: the registry answers with the version it already holds.
+    again = backend.register_model(
+        replace(_registration(finals[1].run_id, converted.outputs["model"]), name=name)
+    )
+    assert (first.version, again.version, again.reused) == ("1", "1", True)
+    other = backend.run(
+        _spec(emulated, MODEL_FILES.replace("echo onnx", "echo onnx2"), stage=STAGE_CONVERSION)
+    )
+    second = backend.register_model(
+        replace(_registration(finals[2].run_id, other.outputs["model"]), name=name)
+    )
+    assert (second.version, second.reused) == ("2", False)
+    stages = {
+        m.version: (m.tags["stage"], m.tags.get("superseded_by"))
+        for m in emulated.client.models.list(name=name)
+    }
+    assert stages == {"1": ("archived", "2"), "2": ("prod", None)}
+
+
 def test_rerun_reattaches_to_the_submitted_job_instead_of_resubmitting(emulated) -> None:
     """Defect 4: the job name is in the state file right after submission; a rerun re-attaches."""
     state_dir = emulated.root / "ws" / "pipelines"
