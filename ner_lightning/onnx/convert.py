@@ -231,6 +231,20 @@ def _held_out(data_dir: str | None, limit: int) -> tuple[list[tuple[list[str], l
     return [(list(e.tokens), list(e.tags)) for e in examples], split
 
 
+def _label_warnings(data_dir: str | None, model_labels: list[str]) -> list[dict[str, Any]]:
+    """The smoke report's `warnings`: the dataset's entity types differ from the model's (printed too)."""
+    if not data_dir:
+        return []
+    from ner_lightning.data.records import load_dataset_folder
+    from ner_lightning.onnx.label_sets import label_set_warning
+
+    warning = label_set_warning(model_labels, load_dataset_folder(data_dir).labels, dataset=str(data_dir))
+    if warning is None:
+        return []
+    print(f"ner-convert: warning: {warning['message']}", file=sys.stderr)
+    return [warning]
+
+
 def _calibration_sentences(data_dir: str | None, count: int) -> tuple[list[list[str]], str]:
     """`count` training sentences spread over the train split (the built-in sentences without data)."""
     if data_dir:
@@ -513,6 +527,7 @@ def convert(
             "cpu_warning": warning,
             "graph_fusions": fused.get("fusions", []),
             "checkpoint": str(checkpoint_path),
+            "warnings": _label_warnings(data_dir, label_names),
         }
         torch_tagger = TorchTagger(model, tokenizer, fp32.max_length, fp32.stride)
         sample = words[:sample_size] if data_dir else words

@@ -235,3 +235,25 @@ def test_labels_file_missing_or_of_the_wrong_width(
     code, err = _call(["--input", str(bert_crf_output), "--output", str(tmp_path / "m")], capsys)
     assert code == 2 and "outputs 7 scores per token but labels.json lists 9 labels" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_dataset_labels_that_differ_from_the_model_are_a_warning_in_the_report(
+    bert_crf_output: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14, defect 12: ner-convert compared nothing when the dataset's labels differ from the model's."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(TOY_DATASET, data)
+    labels = json.loads((data / LABELS_FILE).read_text())
+    (data / LABELS_FILE).write_text(json.dumps([*labels, "B-EXTRA", "I-EXTRA"]))
+    target = tmp_path / "model"
+    code = convert_main(["--input", str(bert_crf_output), "--output", str(target), "--data", str(data)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "warning: the dataset" in err and "cannot predict EXTRA" in err
+    (warning,) = json.loads((target / SMOKE_REPORT_FILE).read_text())["warnings"]
+    assert warning["only_in_dataset"] == ["EXTRA"] and warning["only_in_model"] == []
+    # The same conversion against the model's own dataset reports none.
+    assert _convert(bert_crf_output, tmp_path / "again") == 0
+    assert json.loads((tmp_path / "again" / SMOKE_REPORT_FILE).read_text())["warnings"] == []
