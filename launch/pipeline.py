@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -684,6 +685,7 @@ class Pipeline:
                 "version": ref.version,
                 "fingerprint": fingerprint,
                 "reused": reused,
+                "source": source,
             }
             if cfg.backbone is not None:
                 backbone_fp = folder_fingerprint(cfg.backbone.source_dir)
@@ -910,7 +912,7 @@ class Pipeline:
         # The loader reads configs/final_training.yaml and a data config inside config_dir: keep
         # frozen copies in the workspace, the data config naming the registered asset.
         (config_dir / "final_training.yaml").write_bytes(self.config.final_training_config.read_bytes())
-        local = str(self.config.dataset_source) if self.config.dataset_source else ""
+        local = str(self.config.dataset_source or self._dataset_copy(data))
         # JSON is YAML: the data config the loader reads.
         write_json_atomic(
             config_dir / "data.yaml",
@@ -932,6 +934,39 @@ class Pipeline:
             claim=claim,
             git_commit=self.commit,
         )
+
+    def _dataset_copy(self, data: Mapping[str, Any]) -> Path:
+        """A local copy of a dataset that exists only as a job output (a prepared dataset).
+
+        The final-training loader reads the labels and hashes the files of the dataset it records;
+        the copy is downloaded once per data-asset version into the workspace and checked against the
+        registered fingerprint.
+
+        Raises:
+            LaunchError: The asset is not a job output (a dataset registered outside the pipeline), or
+                the downloaded copy does not hash to the registered fingerprint.
+        """
+        source = str(data.get("source") or "")
+        match = re.match(r"^azureml://jobs/([^/]+)/outputs/([^/]+)/?$", source)
+        if match is None:
+            raise LaunchError(
+                f"final training needs a local copy of data asset {data['name']}:{data['version']}, "
+                f"whose source {source or '(unknown)'} is not a job output",
+                field="dataset",
+                fix="give dataset.source_dir (a local folder) or dataset.prepare, or rerun with --force data_asset",
+            )
+        target = self.state_dir.parent / "datasets" / f"{data['name']}-{data['version']}"
+        folder = target / "named-outputs" / match.group(2)
+        if not folder.is_dir():
+            folder = self.backend.download_output(match.group(1), match.group(2), target)
+        if dataset_fingerprint(folder) != data["fingerprint"]:
+            raise LaunchError(
+                f"the local copy of data asset {data['name']}:{data['version']} does not match its "
+                "registered fingerprint",
+                path=folder,
+                fix=f"delete {target} to download it again",
+            )
+        return folder
 
     def _mark_variant(self, resolved: Any, result: JobResult, *, resumed: bool) -> None:
         """Record the variant complete with its final checkpoint as a job-output reference.
