@@ -44,6 +44,7 @@ from launch.local import EmulatedMLClient, LocalWorkspace
 from launch.local.runner import substitute
 from tests.conftest import REPO_ROOT
 from tests.pipeline.lock_holder import workspace_locked_elsewhere
+from tests.pipeline.processes import live_in_group
 
 FAKE = Path(__file__).with_name("fake_train.py")
 ENV = AssetRef("test-env", "1")
@@ -364,23 +365,10 @@ def test_cancel_ends_the_whole_process_group_and_kills_the_run(emu) -> None:
     emu.backend.cancel(job.name)
     assert emu.client.jobs.get(job.name).status == "Canceled"
     deadline = time.monotonic() + 15
-    while _live_in_group(pgid):  # nothing of the job is left, the backgrounded sleep included
-        assert time.monotonic() < deadline, _live_in_group(pgid)
+    while live_in_group(pgid):  # nothing of the job is left, the backgrounded sleep included
+        assert time.monotonic() < deadline, live_in_group(pgid)
         time.sleep(0.2)
     assert MlflowClient(emu.client.workspace.tracking_uri).get_run(job.name).info.status == "KILLED"
-
-
-def _live_in_group(pgid: int) -> list[int]:
-    """Pids of live (not zombie) processes in process group `pgid`."""
-    live = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            live.append(int(stat.parent.name))
-    return live
 
 
 # --- workspace folder --------------------------------------------------------------------------

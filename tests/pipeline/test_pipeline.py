@@ -77,6 +77,7 @@ from ner_lightning.contract import (
 )
 from tests.conftest import REPO_ROOT
 from tests.pipeline.lock_holder import workspace_locked_elsewhere
+from tests.pipeline.processes import live_in_group
 
 SMOKE = REPO_ROOT / "configs" / "pipeline" / "smoke.yaml"
 TOY_DATASET = REPO_ROOT / "tests" / "fixtures" / "toy_dataset"
@@ -520,18 +521,6 @@ def _wait_for(condition, timeout_s: float = 600):
     return found
 
 
-def _live_in_group(pgid: int) -> list[int]:
-    live = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            live.append(int(stat.parent.name))
-    return live
-
-
 def _interrupt(workspace: Path, sig: signal.Signals, ready) -> tuple[str, dict]:
     """Start the pipeline, wait until `ready(records)` names a job, send `sig` to the pipeline process."""
     process = subprocess.Popen(
@@ -567,7 +556,7 @@ def test_interrupts_during_sweep_and_final_training_then_resume(tmp_path: Path) 
         )
 
     _, trial = _interrupt(workspace, signal.SIGINT, trial_running)
-    assert not _live_in_group(trial["pgid"])
+    assert not live_in_group(trial["pgid"])
 
     def final_checkpointed(records: list[dict]) -> dict | None:
         for r in records:
@@ -577,7 +566,7 @@ def test_interrupts_during_sweep_and_final_training_then_resume(tmp_path: Path) 
         return None
 
     _, final = _interrupt(workspace, signal.SIGTERM, final_checkpointed)
-    assert not _live_in_group(final["pgid"])
+    assert not live_in_group(final["pgid"])
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("ner-smoke").experiment_id
     assert not [r for r in client.search_runs([experiment], max_results=200) if r.info.status == "RUNNING"]
