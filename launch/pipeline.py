@@ -697,6 +697,8 @@ class Pipeline:
             return result
 
         inputs = {
+            # 2: the result records the asset's source (final training downloads a prepared dataset).
+            "result_format": 2,
             "name": cfg.dataset_name,
             "version": cfg.dataset_version,
             "source": dataset_fingerprint(cfg.dataset_source) if cfg.dataset_source else cfg.prepare_command,
