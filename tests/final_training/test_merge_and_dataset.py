@@ -89,7 +89,10 @@ def test_dataset_from_explicit_data_config(project, tmp_path) -> None:
     project.write_yaml("data/other.yaml", {"name": "other", "version": "5", "local_path": str(other)})
     project.final_config("dataset:\n  data_config: data/other.yaml\n")
     dataset = project.load(claim=False).dataset
-    assert (dataset.name, dataset.version, dataset.fingerprint) == ("other", "5", "manifest-fp")
+    from ner_lightning.data.manifest import dataset_fingerprint as content_fingerprint
+
+    # The files are hashed: a manifest naming another fingerprint is stale, never trusted (issue 14, #3).
+    assert (dataset.name, dataset.version, dataset.fingerprint) == ("other", "5", content_fingerprint(other))
     assert dataset.labels == ("O", "B-PER", "I-PER")  # derived: no labels.json
 
 
