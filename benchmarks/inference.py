@@ -436,8 +436,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             torch.load(checkpoint, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters")
             or {}
         )
-        tokenizer = load_tokenizer(data_hparams.get("tokenizer") or model.hparams.backbone)
         fp32_dir = Path(args.fp32_dir) if args.fp32_dir else training_output / ONNX_DIR
+        # The tokenizer exported next to the model, as ner-convert takes it: the path a checkpoint records
+        # can be another job's input mount, gone once that job ended.
+        exported = fp32_dir if (fp32_dir / "tokenizer.json").is_file() else None
+        tokenizer = load_tokenizer(str(exported or data_hparams.get("tokenizer") or model.hparams.backbone))
         if not (fp32_dir / ONNX_MODEL_FILE).is_file():
             fp32_dir = export_onnx(
                 model,
