@@ -139,7 +139,9 @@ def test_train_skip_force_new_and_resume_an_interrupted_variant(project, tmp_pat
     #    child's best checkpoint after one epoch holds exactly the parent's weights
     assert f"--model.init_checkpoint={child.init_checkpoint}" in child.training_arguments()
     child_out = tmp_path / "child"
-    _fit(child, tmp_path, "--model.learning_rate=1e-30", "--trainer.max_epochs=1", f"--output_dir={child_out}")
+    _fit(
+        child, tmp_path, "--model.learning_rate=1e-30", "--trainer.max_epochs=1", f"--output_dir={child_out}"
+    )
     parent_state = torch.load(child.init_checkpoint, weights_only=True)["state_dict"]
     child_ckpt = torch.load(child_out / CHECKPOINT_DIR / BEST_CHECKPOINT, weights_only=True)
     assert child_ckpt["global_step"] == 4  # one toy epoch from step 0, not the parent's count
