@@ -32,6 +32,7 @@ from ner_lightning.contract import (
     ONNX_DIR,
     PRIMARY_METRIC,
     PRIMARY_METRIC_GOAL,
+    TEST_ENTITY_TABLE,
     TEST_SPLIT,
 )
 from ner_lightning.data.datamodule import NerDataModule
@@ -47,7 +48,7 @@ from ner_lightning.validation import check_resume_checkpoint
 #: (the tokenizer follows `model.backbone`).
 MODEL_DATA_SETTINGS = ("max_length", "stride", "label_all_tokens")
 #: MLflow artifact of the per-type test scores table.
-TEST_TABLE_FILE = "test_entity_scores.json"
+TEST_TABLE_FILE = TEST_ENTITY_TABLE
 
 #: Default job output folder (jobs always pass --output_dir).
 DEFAULT_OUTPUT_DIR = "outputs"

@@ -20,6 +20,8 @@ VAL_PRECISION: Final = "val_precision"
 VAL_RECALL: Final = "val_recall"
 TEST_F1: Final = "test_f1"
 TRAIN_LOSS: Final = "train_loss"
+#: MLflow table artifact of a training run: per-entity-type precision/recall/F1/support on the test split.
+TEST_ENTITY_TABLE: Final = "test_entity_scores.json"
 #: Logged by the conversion job: entity F1 of the fp32 and int8 ONNX models on the held-out sample.
 HELDOUT_F1_FP32: Final = "heldout_f1_fp32"
 HELDOUT_F1_INT8: Final = "heldout_f1_int8"
