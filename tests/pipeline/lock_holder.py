@@ -40,3 +40,22 @@ def workspace_locked_elsewhere(workspace: Path) -> Iterator[None]:
         yield
     finally:
         process.communicate("\n")
+
+
+def lock_is_free(workspace: Path) -> bool:
+    """Whether the lock of `workspace` can be taken right now (it is released at once).
+
+    The lock is an flock on its own file handle, so a holder in this process (a `PipelineSession`)
+    refuses it as one in another process (a notebook kernel) does.
+
+    Args:
+        workspace: The local workspace folder.
+    """
+    from launch.errors import LaunchError
+    from launch.local.workspace import LocalWorkspace
+
+    try:
+        with LocalWorkspace(workspace).locked(0):
+            return True
+    except LaunchError:
+        return False

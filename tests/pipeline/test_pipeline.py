@@ -76,7 +76,7 @@ from ner_lightning.contract import (
     TAG_STAGE,
 )
 from tests.conftest import REPO_ROOT
-from tests.pipeline.lock_holder import workspace_locked_elsewhere
+from tests.pipeline.lock_holder import lock_is_free, workspace_locked_elsewhere
 from tests.pipeline.processes import live_in_group
 
 SMOKE = REPO_ROOT / "configs" / "pipeline" / "smoke.yaml"
@@ -313,6 +313,37 @@ def test_data_preparation_runs_in_the_registered_environment_and_registers_its_o
         (REPO_ROOT / "configs/azure/environment/environment.yaml").read_text(encoding="utf-8")
     )
     assert prepare.status == "Completed" and str(prepare.environment) == f"{env['name']}:{env['version']}"
+
+
+def test_job_links_list_every_recorded_job_with_status_log_link_and_folder(emulated) -> None:
+    """The notebook's job table: what the state records, in pipeline order, as the workspace sees it."""
+    from urllib.parse import urlparse
+
+    from launch.report import job_links
+
+    dry = emulated.backend.run(_spec(emulated, "true"))
+    final = emulated.backend.run(_spec(emulated, "exit 3", stage=STAGE_FINAL))
+    results = {
+        "data_asset": {"source": "azureml://jobs/gone-prepare/outputs/data"},
+        "dry_run": {"job_id": dry.job_id},
+        "sweep": {"parent": {"job_id": "gone-sweep"}, "trials": [{"run_id": dry.run_id}]},
+        "final_training": {"job_id": final.job_id},
+    }
+    table = job_links(results, emulated.client)
+    assert table.step.tolist() == [
+        "data_asset (prepare)",
+        "dry_run",
+        "sweep",
+        "sweep trial 1",
+        "final_training",
+    ]
+    assert table.job.tolist() == ["gone-prepare", dry.job_id, "gone-sweep", dry.job_id, final.job_id]
+    assert table.status.tolist() == ["not found", "Completed", "not found", "Completed", "Failed"]
+    dry_row = table.iloc[1]
+    assert dry_row.link == emulated.client.jobs.get(dry.job_id).studio_url
+    assert Path(urlparse(dry_row.link).path).is_file()  # the job's log on the emulator
+    assert (Path(dry_row.folder) / "job.yaml").is_file() and table.link.iloc[0] == ""
+    assert f'<a href="{dry_row.link}"' in table.to_html(render_links=True)
 
 
 def _absolute_paths(text: str) -> str:
@@ -623,19 +654,58 @@ def test_bad_data_is_refused_before_any_job_and_a_failing_dry_run_stops_before_t
     assert "sweep: running" not in result.stdout
 
 
+#: Cells a user might run after the notebook: one that fails inside a session block, one
+#: interrupted there (the kernel's interrupt button sends SIGINT to the kernel process).
+FAILING_CELLS = (
+    "with session as pipeline:\n    pipeline.validate()\n    raise RuntimeError('boom')",
+    "import os, signal\nwith session as pipeline:\n    os.kill(os.getpid(), signal.SIGINT)",
+)
+
+
+def _displayed(notebook, mime: str) -> list[str]:
+    return [
+        output["data"][mime]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.get("output_type") == "display_data" and mime in output.get("data", {})
+    ]
+
+
 @pytest.mark.slow
 def test_notebook_runs_headless_against_the_local_backend(tmp_path: Path) -> None:
+    """The notebook end to end on the smoke preset: tables and charts, no torch in the kernel, and
+    the workspace lock free after every cell, after a failing cell and after an interrupted one."""
+    import base64
+
     import nbclient
     import nbformat
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    os.environ["NER_PIPELINE_WORKSPACE"] = str(tmp_path / "ws")
+    workspace = tmp_path / "ws"
+    os.environ["NER_PIPELINE_WORKSPACE"] = str(workspace)
+    client = nbclient.NotebookClient(notebook, timeout=900, resources={"metadata": {"path": str(REPO_ROOT)}})
     try:
-        nbclient.NotebookClient(
-            notebook, timeout=900, resources={"metadata": {"path": str(REPO_ROOT)}}
-        ).execute()
+        with client.setup_kernel():
+            for index, cell in enumerate(notebook.cells):
+                client.execute_cell(cell, index)
+                assert lock_is_free(workspace), f"cell {index} left the workspace lock held"
+            ran = len(notebook.cells)
+            for source in FAILING_CELLS:
+                notebook.cells.append(nbformat.v4.new_code_cell(source))
+                with pytest.raises(nbclient.exceptions.CellExecutionError):
+                    client.execute_cell(notebook.cells[-1], len(notebook.cells) - 1)
+                assert lock_is_free(workspace), source
+            probe = nbformat.v4.new_code_cell(
+                "import sys\nprint(sorted(m for m in sys.modules if m.split('.')[0] in "
+                "('torch', 'lightning', 'pytorch_lightning', 'transformers')))"
+            )
+            notebook.cells.append(probe)
+            client.execute_cell(probe, len(notebook.cells) - 1)
     finally:
         os.environ.pop("NER_PIPELINE_WORKSPACE")
+    assert probe.outputs[0]["text"].strip() == "[]"  # the kernel never imported the training stack
+    del notebook.cells[ran:]
     text = "".join(
         output.get("text", "")
         for cell in notebook.cells
@@ -643,6 +713,26 @@ def test_notebook_runs_headless_against_the_local_backend(tmp_path: Path) -> Non
         for output in cell.outputs
     )
     assert "ner-smoke version 1" in text
+    # Results as tables and pictures: the ranked trials, the decision, the model, the jobs...
+    tables = _displayed(notebook, "text/html")
+    assert len([t for t in tables if "<table" in t]) >= 5
+    tracking = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    experiment = tracking.get_experiment_by_name("ner-smoke").experiment_id
+    runs = tracking.search_runs([experiment], max_results=100)
+    (final,) = _of_stage(runs, STAGE_FINAL)
+    trials = [r for r in runs if PARENT_RUN_TAG in r.data.tags]
+    (ranked,) = [t for t in tables if "learning_rate" in t and "trial_id" in t]
+    assert all(trial.info.run_id in ranked for trial in trials)
+    # ...the decision shown before submitting is the one the job recorded...
+    (decision,) = [t for t in tables if "spec_fp" in t and "run mode" in t]
+    assert final.data.tags["spec_fp"] in decision and final.data.tags["exec_fp"] in decision
+    # ...per-type F1 of the registered model's final run, and a link per job.
+    (scores,) = [t for t in tables if ">micro<" in t]
+    assert all(f">{kind}<" in scores for kind in ("LOC", "ORG", "PER"))
+    (jobs,) = [t for t in tables if "<a href=" in t]
+    assert f'<a href="file://{workspace}/jobs/{final.info.run_id}/user_logs/std_log.txt"' in jobs
+    images = [base64.b64decode(png) for png in _displayed(notebook, "image/png")]
+    assert len(images) == 2 and all(png.startswith(b"\x89PNG") for png in images)  # sweep, training curve
 
 
 def test_continue_from_previous_starts_from_an_azureml_checkpoint(tmp_path: Path) -> None:
