@@ -121,6 +121,16 @@ def _head_of(params: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _logged_params(client: Any, run_id: str) -> Mapping[str, str]:
+    """The MLflow params of a run; none for a trial that failed before its run existed."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id).data.params
+    except MlflowException:
+        return {}
+
+
 def ranked_trials(selection: Mapping[str, Any], client: Any = None) -> pd.DataFrame:
     """The sweep's ranked trials, one row per trial, best first (failed and pruned trials last).
 
@@ -140,7 +150,7 @@ def ranked_trials(selection: Mapping[str, Any], client: Any = None) -> pd.DataFr
         head = _head_of(params)
         params = {k: v for k, v in params.items() if k not in HEAD_PARAMS}
         if client is not None and (head is None or LEARNING_RATE not in params):
-            logged = client.get_run(row["run_id"]).data.params
+            logged = _logged_params(client, row["run_id"])
             head = head or _head_of(logged)
             params.setdefault(LEARNING_RATE, logged.get(LEARNING_RATE))
         rows.append(

@@ -698,13 +698,14 @@ def test_notebook_runs_headless_against_the_local_backend(tmp_path: Path) -> Non
                 assert lock_is_free(workspace), source
             probe = nbformat.v4.new_code_cell(
                 "import sys\nprint(sorted(m for m in sys.modules if m.split('.')[0] in "
-                "('torch', 'lightning', 'pytorch_lightning', 'transformers')))"
+                "('torch', 'lightning', 'pytorch_lightning', 'transformers') or m == 'matplotlib.pyplot'))"
             )
             notebook.cells.append(probe)
             client.execute_cell(probe, len(notebook.cells) - 1)
     finally:
         os.environ.pop("NER_PIPELINE_WORKSPACE")
-    assert probe.outputs[0]["text"].strip() == "[]"  # the kernel never imported the training stack
+    # The kernel never imported the training stack, nor pyplot (charts draw on Agg, no GUI backend).
+    assert probe.outputs[0]["text"].strip() == "[]"
     del notebook.cells[ran:]
     text = "".join(
         output.get("text", "")
