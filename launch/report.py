@@ -1,10 +1,8 @@
-"""Tables and charts of a pipeline's results, for the notebook (read-only, torch-free).
+"""Tables of a pipeline's results, for the notebook (read-only, torch-free; charts: `launch.charts`).
 
 Every function reads what the pipeline already recorded (the selection, the state file's job
 results, the workspace's MLflow store, the registered model's tags) and returns a
-`pandas.DataFrame` or a `Chart`; none submits, trains or writes. Charts are built on
-matplotlib's object API with the Agg canvas (never `pyplot`): no GUI backend is selected, in a
-notebook kernel, a test or a terminal alike; a notebook shows a `Chart` as a PNG image.
+`pandas.DataFrame`; none submits, trains or writes.
 
 The final-training decision is previewed through `preview_final_training` and shown by
 `describe_final_training`: the one place that knows how the pipeline resolves
@@ -13,20 +11,16 @@ The final-training decision is previewed through `preview_final_training` and sh
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from launch.lineage import TAG_FINAL_RUN_ID
 from ner_lightning.contract import (
@@ -67,38 +61,6 @@ MODEL_TAGS = (
     INT8_RECIPE,
     TAG_FINAL_RUN_ID,
 )
-
-
-@dataclass(frozen=True)
-class Chart:
-    """A matplotlib figure that a notebook displays as a PNG image (`_repr_png_`).
-
-    Attributes:
-        figure: The figure, for further styling or `savefig`.
-    """
-
-    figure: Figure
-
-    def png(self) -> bytes:
-        """The figure as PNG bytes."""
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=100)
-        return buffer.getvalue()
-
-    def _repr_png_(self) -> bytes:
-        return self.png()
-
-    def save(self, path: str | Path) -> Path:
-        """Write the figure as PNG to `path` and return it."""
-        path = Path(path)
-        path.write_bytes(self.png())
-        return path
-
-
-def _figure(width: float = 6.4, height: float = 4.0) -> Figure:
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)  # the figure draws with Agg, whatever backend the process has
-    return figure
 
 
 # --- the sweep -------------------------------------------------------------------------------
@@ -175,55 +137,6 @@ def ranked_trials(selection: Mapping[str, Any], client: Any = None) -> pd.DataFr
     return table[first + [c for c in table.columns if c not in first]]
 
 
-def sweep_chart(trials: pd.DataFrame, metric: str = PRIMARY_METRIC) -> Chart:
-    """`metric` against the learning rate, one marker per head, the selected trial circled.
-
-    Without a learning-rate column the x axis is the rank. Trials without a score (failed,
-    pruned) are counted in the title.
-
-    Args:
-        trials: `ranked_trials(...)`.
-        metric: The column on the y axis.
-    """
-    figure = _figure()
-    axes = figure.add_subplot()
-    scored = trials[trials[metric].notna()]
-    by_rate = LEARNING_RATE in scored and scored[LEARNING_RATE].notna().all() and len(scored)
-    x_column = LEARNING_RATE if by_rate else "rank"
-    markers = {"crf": "s", "softmax": "o"}
-    heads = scored["head"].fillna("unknown head")
-    for head in sorted(heads.unique()):
-        group = scored[heads == head]
-        axes.scatter(
-            group[x_column].astype(float),
-            group[metric],
-            marker=markers.get(head, "^"),
-            s=60,
-            alpha=0.85,
-            label=head,
-        )
-    best = scored[scored["selected"]]
-    if len(best):
-        axes.scatter(
-            best[x_column].astype(float),
-            best[metric],
-            s=260,
-            facecolors="none",
-            edgecolors="black",
-            linewidths=1.5,
-            label="selected",
-        )
-    if by_rate:
-        axes.set_xscale("log")
-    axes.set_xlabel("learning rate" if by_rate else "rank")
-    axes.set_ylabel(metric)
-    unscored = len(trials) - len(scored)
-    axes.set_title(f"sweep: {len(trials)} trials" + (f" ({unscored} without {metric})" if unscored else ""))
-    axes.grid(alpha=0.3)
-    axes.legend(title="head", fontsize="small")
-    return Chart(figure)
-
-
 # --- the final training run ------------------------------------------------------------------
 def metric_history(
     client: Any, run_id: str, metrics: Iterable[str] = (TRAIN_LOSS, PRIMARY_METRIC)
@@ -243,31 +156,6 @@ def metric_history(
     return pd.DataFrame(rows, columns=["metric", "step", "value", "timestamp"]).sort_values(
         ["metric", "step", "timestamp"], ignore_index=True
     )
-
-
-def training_curve_chart(history: pd.DataFrame, title: str = "final training") -> Chart:
-    """The training curve: losses on the left axis, F1 on the right, against the optimizer step.
-
-    Args:
-        history: `metric_history(...)`.
-        title: Chart title.
-    """
-    figure = _figure()
-    loss_axes = figure.add_subplot()
-    score_axes = loss_axes.twinx()
-    colors = iter(("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"))
-    lines = []
-    for name, points in history.groupby("metric", sort=True):
-        axes = loss_axes if "loss" in str(name) else score_axes
-        lines += axes.plot(points["step"], points["value"], marker="o", label=str(name), color=next(colors))
-    loss_axes.set_xlabel("step")
-    loss_axes.set_ylabel("loss")
-    score_axes.set_ylabel("F1")
-    loss_axes.set_title(title)
-    loss_axes.grid(alpha=0.3)
-    if lines:
-        loss_axes.legend(lines, [line.get_label() for line in lines], fontsize="small")
-    return Chart(figure)
 
 
 # --- the registered model --------------------------------------------------------------------

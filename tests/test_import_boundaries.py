@@ -21,7 +21,7 @@ def _modules_after_import(statement: str) -> set[str]:
 def test_launch_imports_without_torch_lightning_transformers() -> None:
     modules = _modules_after_import(
         "import launch, launch.jobs, launch.configs, launch.search_space, launch.job_specs, launch.azure.backend, "
-        "launch.session, launch.report"
+        "launch.session, launch.report, launch.charts"
     )
     loaded = sorted(m for m in modules if m.split(".")[0] in HEAVY)
     assert loaded == [], f"launch pulled in {loaded}"

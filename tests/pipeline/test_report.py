@@ -1,4 +1,4 @@
-"""`launch.report`: the notebook's tables and charts, read from a real MLflow store (SQLite)."""
+"""`launch.report` and `launch.charts`: the notebook's tables and charts, read from a real MLflow store (SQLite)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from launch.charts import sweep_chart, training_curve_chart
 from launch.jobs import TrialResult
 from launch.local.workspace import LocalWorkspace
 from launch.report import (
@@ -18,8 +19,6 @@ from launch.report import (
     metric_history,
     model_table,
     ranked_trials,
-    sweep_chart,
-    training_curve_chart,
 )
 from launch.selection import select_best
 from ner_lightning.contract import HELDOUT_F1_INT8, TEST_ENTITY_TABLE
