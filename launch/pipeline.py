@@ -30,6 +30,7 @@ from typing import Any
 
 from launch.configs import LoadedConfig, load_config
 from launch.errors import JobFailedError, LaunchError
+from launch.files import write_json_atomic
 from launch.fingerprints import dataset_fingerprint, folder_fingerprint, git_commit
 from launch.job_specs import MODEL_INPUT, MODEL_OUTPUT
 from launch.jobs import (
@@ -52,7 +53,6 @@ from launch.lineage import (
     TAG_PIPELINE,
     TAG_SWEEP_ID,
 )
-from launch.local.workspace import write_json_atomic
 from launch.names import NAME_RULE, is_safe_name
 from launch.selection import select_best, write_selection
 from ner_lightning.contract import (

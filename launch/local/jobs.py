@@ -27,9 +27,10 @@ from typing import Any
 
 import yaml
 
+from launch.files import write_json_atomic
 from launch.local.runner import Outcome, instance_count, run_command_job
 from launch.local.snapshot import snapshot_code, upload
-from launch.local.workspace import LocalWorkspace, write_json_atomic
+from launch.local.workspace import LocalWorkspace
 
 TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding")
 RECORD = "status.json"
