@@ -23,6 +23,8 @@ from launch.errors import LaunchError
 
 #: The lock file a running pipeline holds, in the workspace folder.
 WORKSPACE_LOCK_FILE = "workspace.lock"
+#: Folder of the pipelines' state, selection and summary files, in the workspace folder (both backends).
+PIPELINES_DIR = "pipelines"
 #: Who holds the lock (pid, host, since when), next to it; read by a run that finds it busy.
 WORKSPACE_LOCK_HOLDER_FILE = "workspace.lock.holder"
 

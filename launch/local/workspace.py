@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from launch.files import WORKSPACE_LOCK_FILE, ensure_writable_folder, workspace_lock
+from launch.files import PIPELINES_DIR, WORKSPACE_LOCK_FILE, ensure_writable_folder, workspace_lock
 
 #: Default workspace folder, relative to the current directory.
 DEFAULT_WORKSPACE = ".ner_workspace"
@@ -82,7 +82,7 @@ class LocalWorkspace:
     @property
     def pipelines_dir(self) -> Path:
         """Pipeline state files."""
-        return self.root / "pipelines"
+        return self.root / PIPELINES_DIR
 
     @property
     def lock_path(self) -> Path:
