@@ -133,9 +133,9 @@ class VersionedOperations:
         if self.kind == "environments":
             conda = entity.conda_file
             if isinstance(conda, (str, Path)):
-                import yaml
+                from launch.configs import load_config, thaw
 
-                conda = yaml.safe_load(Path(conda).read_text(encoding="utf-8"))
+                conda = thaw(load_config(conda).data)
                 entity.conda_file = conda
             payload = {"image": entity.image, "conda": conda, "build": str(getattr(entity, "build", None))}
             return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
