@@ -146,6 +146,10 @@ class Pipeline:
             self.report.reused.append(step)
             self._results[step] = record.result
             return record.result
+        if gone:
+            # Submit afresh: re-attaching to (or resuming) the job that wrote the lost output would
+            # hand back the same missing output.
+            self.force.add(step)
         why = f" again: {gone}" if gone else ""
         self.announce(f"[{number}/{len(STEPS)}] {step}: running{why}")
         try:

@@ -159,6 +159,14 @@ class VersionedOperations:
         Raises:
             ResourceExistsError: The name + version exists with other content.
         """
+        if entity.version is not None:
+            path = self._file(entity.name, str(entity.version))
+            if path.is_file() and str(self._load(path).path) == str(entity.path):
+                # A tag or description edit of a registered version (e.g. prod -> archived): as on
+                # Azure ML its content is not read again, so it works even when the content is gone.
+                with _LOCK:
+                    entity.dump(str(path))
+                return self._load(path)
         fingerprint = self._content(entity)
         with _LOCK:
             if entity.version is None:
