@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from launch.errors import LaunchError
-from launch.pipeline import STEPS, load_pipeline_config, run_pipeline, state_dir_for
+from launch.pipeline_config import load_pipeline_config
+from launch.pipeline_run import run_pipeline
+from launch.pipeline_state import STEPS, state_dir_for
 from ner_lightning.errors import NerLightningError
 
 

@@ -116,6 +116,20 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise LaunchError(
             "config path is a folder, not a file", path=file, fix="name the YAML file itself"
         ) from None
+    return _parse(file, raw)
+
+
+def config_from_text(text: str, path: str | Path) -> LoadedConfig:
+    """Parse YAML text as if it were the file `path` (text generated before it is written, e.g. a lock file).
+
+    Raises:
+        LaunchError: The text is not valid YAML (with its line), or repeats a key.
+    """
+    return _parse(Path(path).expanduser().absolute(), text.encode("utf-8"))
+
+
+def _parse(file: Path, raw: bytes) -> LoadedConfig:
+    """Decode, parse strictly (duplicate keys refused) and freeze; errors name the file and line."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:

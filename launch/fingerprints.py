@@ -197,6 +197,19 @@ def dataset_fingerprint(folder: str | Path) -> str:
     return computed
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in blocks (checkpoints can be large).
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def folder_fingerprint(path: str | Path) -> str:
     """sha256 over the relative paths and bytes of every file under `path` (or of the file itself).
 

@@ -329,6 +329,14 @@ class Backend(Protocol):
         """Attach a local folder to a run of the workspace's MLflow server."""
         ...
 
+    def output_fingerprint(self, job_name: str, output: str) -> str | None:
+        """Content fingerprint of a completed job's named output; None when the job or output is gone."""
+        ...
+
+    def model_fingerprint(self, name: str, version: str) -> str | None:
+        """Content fingerprint of a registered model version's files; None when they are gone."""
+        ...
+
     def register_model(self, registration: ModelRegistration) -> RegisteredModel:
         """Register a model version after the lineage check (never overwriting one)."""
         ...

@@ -7,12 +7,12 @@ trial, a dry run or a raw checkpoint is refused the same way on Azure ML and loc
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
 from launch.errors import LaunchError
+from launch.files import read_json
 from launch.jobs import ModelRegistration
 from ner_lightning.contract import (
     MODEL_METADATA_FILE,
@@ -109,7 +109,17 @@ def check_registration(registration: ModelRegistration, final_run_tags: Mapping[
                 path=folder,
                 fix="register the conversion job's output folder (it holds the smoke report)",
             )
-    metadata = json.loads((folder / MODEL_METADATA_FILE).read_text(encoding="utf-8"))
+    metadata = read_json(
+        folder / MODEL_METADATA_FILE,
+        what=f"{MODEL_METADATA_FILE} of the model folder",
+        fix="register the conversion job's output folder as it wrote it",
+    )
+    if not isinstance(metadata, dict):
+        raise LaunchError(
+            f"{MODEL_METADATA_FILE} is not a JSON object",
+            path=folder / MODEL_METADATA_FILE,
+            fix="register the conversion job's output folder as it wrote it",
+        )
     quantization = metadata.get("quantization")
     if isinstance(quantization, str) and quantization.lower() not in ("int8", "qint8", "dynamic_int8"):
         raise LaunchError(

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from launch.errors import LaunchError
+from launch.files import write_json_atomic
 from launch.jobs import TrialResult
-from launch.local.workspace import write_json_atomic
 from ner_lightning.contract import (
     PRIMARY_METRIC,
     PRIMARY_METRIC_GOAL,

@@ -20,17 +20,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from launch.backends import make_backend
 from launch.errors import LaunchError
-from launch.local.workspace import LocalWorkspace
-from launch.pipeline import (
-    Announce,
-    Pipeline,
-    PipelineConfig,
-    PipelineReport,
-    PipelineState,
-    load_pipeline_config,
-    make_backend,
-)
+from launch.files import PIPELINES_DIR, workspace_lock
+from launch.pipeline import Announce, Pipeline, PipelineReport
+from launch.pipeline_config import PipelineConfig, load_pipeline_config
+from launch.pipeline_state import PipelineState
 
 
 class PipelineSession:
@@ -69,7 +64,7 @@ class PipelineSession:
         self.code_dir = Path(code_dir or Path.cwd()).absolute()
         self.force = tuple(force)
         self.announce = announce
-        self.workspace = LocalWorkspace(config.workspace)
+        self.workspace = Path(config.workspace)
         self.report = PipelineReport()
         self._backend: Any = None
         self._held: ExitStack | None = None
@@ -88,7 +83,7 @@ class PipelineSession:
                 fix="run the step inside the open block instead of opening a second one",
             )
         held = ExitStack()
-        held.enter_context(self.workspace.locked(self.config.lock_timeout_s, announce=self.announce))
+        held.enter_context(workspace_lock(self.workspace, self.config.lock_timeout_s, announce=self.announce))
         try:
             if self._backend is None:
                 # Built under the lock: on `local` it provisions the emulated workspace's clusters.
@@ -96,7 +91,7 @@ class PipelineSession:
             pipeline = Pipeline(
                 self.config,
                 self._backend,
-                self.workspace.pipelines_dir,
+                self.workspace / PIPELINES_DIR,
                 self.code_dir,
                 force=self.force,
                 announce=self.announce,
@@ -141,7 +136,7 @@ class PipelineSession:
 
     def results(self) -> dict[str, dict[str, Any]]:
         """Step -> result of every completed step, read from the state file now."""
-        state = PipelineState(self.workspace.pipelines_dir / f"{self.config.name}.json")
+        state = PipelineState(self.workspace / PIPELINES_DIR / f"{self.config.name}.json")
         return {step: record.result for step, record in state.steps.items() if record.status == "completed"}
 
     def mlflow_client(self) -> Any:

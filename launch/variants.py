@@ -31,8 +31,8 @@ from typing import Any, Literal
 from filelock import FileLock
 
 from launch.errors import LaunchError
+from launch.files import write_json_atomic
 from launch.jobs import frozen_mapping
-from launch.local.workspace import write_json_atomic
 from ner_lightning.contract import CHECKPOINT_DIR, LAST_CHECKPOINT
 
 LOGGER = logging.getLogger(__name__)

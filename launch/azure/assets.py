@@ -85,13 +85,6 @@ def validate_source_folder(source_dir: str | Path) -> None:
         )
 
 
-def source_fingerprint(source_dir: str | Path) -> str:
-    """Content fingerprint of a dataset folder (the data package's manifest fingerprint)."""
-    from ner_lightning.data.manifest import dataset_fingerprint
-
-    return dataset_fingerprint(source_dir)
-
-
 def register_data_asset(ml_client: Any, spec: DataAssetSpec, fingerprint: str) -> tuple[AssetRef, bool]:
     """Register `spec` as a `uri_folder` data asset, or reuse the version when the content matches.
 

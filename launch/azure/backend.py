@@ -56,6 +56,11 @@ OnSubmitted = Callable[[str], Any]
 QUEUE_ALLOWANCE_S = 3600
 
 
+def _files_gone(found: str | None, recorded: str | None) -> bool:
+    """Whether a registered version's files are missing, or differ from the content hash it was tagged with."""
+    return found is None or (recorded is not None and found != recorded)
+
+
 def _no_op(_name: str) -> None:
     return None
 
@@ -155,6 +160,45 @@ class AzureBackend:
         """Download a finished job's named output into `target`; returns the output's folder."""
         self.ml_client.jobs.download(job_name, download_path=str(target), output_name=output)
         return target / "named-outputs" / output
+
+    def output_fingerprint(self, job_name: str, output: str) -> str | None:
+        """Content fingerprint of a completed job's named output, or None when the job or the output is gone.
+
+        Used before a pipeline step reuses a job's output (the conversion's model folder): the
+        output is downloaded and hashed, so a deleted or altered output is produced again.
+        """
+        from azure.ai.ml.exceptions import MlException
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if self.job_status(job_name) != "Completed":
+            return None
+        with tempfile.TemporaryDirectory(prefix="ner-output-check-") as scratch:
+            try:
+                folder = self.download_output(job_name, output, Path(scratch))
+            except (ResourceNotFoundError, MlException, OSError):
+                return None
+            if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+                return None
+            return folder_fingerprint(folder)
+
+    def model_fingerprint(self, name: str, version: str) -> str | None:
+        """Content fingerprint of a registered model version's files, or None when the version or its
+        files are gone (compared with its `content_sha256` tag before the pipeline reuses it)."""
+        from azure.ai.ml.exceptions import MlException
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with tempfile.TemporaryDirectory(prefix="ner-model-check-") as scratch:
+            try:
+                self.ml_client.models.download(name=name, version=version, download_path=scratch)
+            except (ResourceNotFoundError, MlException, OSError):
+                return None
+            root = Path(scratch) / name
+            entries = list(root.iterdir()) if root.is_dir() else []
+            if not entries:
+                return None
+            # The SDK puts a folder model under <name>/<folder name>/.
+            folder = entries[0] if len(entries) == 1 and entries[0].is_dir() else root
+            return folder_fingerprint(folder)
 
     def _finish(
         self, name: str, job_name: str, outputs: tuple[str, ...], timeout_s: float | None
@@ -305,9 +349,21 @@ class AzureBackend:
             # Idempotent by lineage and by content: a rerun after the pipeline state was lost, or a
             # forced registration of the same folder, finds the version it registered before.
             existing_tags = existing.tags or {}
-            if existing_tags.get(TAG_FINAL_RUN_ID) == tags.get(TAG_FINAL_RUN_ID) or (
+            same = existing_tags.get(TAG_FINAL_RUN_ID) == tags.get(TAG_FINAL_RUN_ID) or (
                 existing_tags.get(TAG_CONTENT_SHA256) == tags[TAG_CONTENT_SHA256]
+            )
+            if same and _files_gone(
+                self.model_fingerprint(registration.name, str(existing.version)),
+                existing_tags.get(TAG_CONTENT_SHA256),
             ):
+                # Its files are gone or changed: never hand out a version that points at nothing;
+                # a new version is registered and this one archived with the other prod versions.
+                self.announce(
+                    f"  model {registration.name} version {existing.version}: its files are missing or no "
+                    "longer match its content_sha256; registering a new version"
+                )
+                continue
+            if same:
                 return RegisteredModel(
                     registration.name, str(existing.version), frozen_mapping(dict(existing_tags)), reused=True
                 )

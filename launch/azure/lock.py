@@ -29,6 +29,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from launch.configs import config_from_text, thaw
 from launch.errors import LaunchError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -247,7 +248,7 @@ def parse_conda(text: str, path: str = str(CONDA_FILE)) -> CondaEnvironment:
     Raises:
         LaunchError: No `pip:` list, or a pip line that is neither an option nor `name==version`.
     """
-    document = yaml.safe_load(text) or {}
+    document = thaw(config_from_text(text, path).data) or {}
     python, pip_lines = "", None
     for entry in document.get("dependencies") or []:
         if isinstance(entry, str) and entry.split("=")[0].strip() == "python":

@@ -27,9 +27,10 @@ from typing import Any
 
 import yaml
 
+from launch.files import read_json, write_json_atomic
 from launch.local.runner import Outcome, instance_count, run_command_job
 from launch.local.snapshot import snapshot_code, upload
-from launch.local.workspace import LocalWorkspace, write_json_atomic
+from launch.local.workspace import LocalWorkspace
 
 TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding")
 RECORD = "status.json"
@@ -57,7 +58,9 @@ class JobStore:
         path = self.job_dir(name) / RECORD
         if not name or "/" in name or not path.is_file():
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(
+            path, what=f"the record of job {name}", fix="delete the job's folder and resubmit it"
+        )
 
     def write(self, name: str, record: dict[str, Any]) -> None:
         """Replace the record of job `name`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -132,9 +133,9 @@ class VersionedOperations:
         if self.kind == "environments":
             conda = entity.conda_file
             if isinstance(conda, (str, Path)):
-                import yaml
+                from launch.configs import load_config, thaw
 
-                conda = yaml.safe_load(Path(conda).read_text(encoding="utf-8"))
+                conda = thaw(load_config(conda).data)
                 entity.conda_file = conda
             payload = {"image": entity.image, "conda": conda, "build": str(getattr(entity, "build", None))}
             return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -158,6 +159,14 @@ class VersionedOperations:
         Raises:
             ResourceExistsError: The name + version exists with other content.
         """
+        if entity.version is not None:
+            path = self._file(entity.name, str(entity.version))
+            if path.is_file() and str(self._load(path).path) == str(entity.path):
+                # A tag or description edit of a registered version (e.g. prod -> archived): as on
+                # Azure ML its content is not read again, so it works even when the content is gone.
+                with _LOCK:
+                    entity.dump(str(path))
+                return self._load(path)
         fingerprint = self._content(entity)
         with _LOCK:
             if entity.version is None:
@@ -187,6 +196,29 @@ class VersionedOperations:
             stamp.write_text(fingerprint + "\n", encoding="utf-8")
             entity.dump(str(path))
         return self._load(path)
+
+    def download(self, name: str, version: str, download_path: str | Path = ".", **_: Any) -> None:
+        """Copy a registered model's content to `download_path/<name>/` as the SDK lays it out.
+
+        A folder lands in `<name>/<folder name>/`, a file in `<name>/`. Content that no longer exists
+        in the datastore downloads nothing (as a download of missing blobs does on Azure ML).
+
+        Raises:
+            ResourceNotFoundError: No such name or version.
+        """
+        from launch.local.uris import UnresolvedReference
+
+        uri = str(self.get(name, version).path)
+        try:
+            source = self._resolve(uri)
+        except UnresolvedReference:
+            return
+        target = Path(download_path) / name
+        target.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target / source.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target / source.name)
 
     def local_path(self, name: str, version: str) -> Path:
         """The local folder or file holding a registered data asset's or model's content."""

@@ -10,44 +10,22 @@ Layout (everything the emulator writes lives under the workspace root)::
     <root>/codes/<content hash>/              code snapshots (SDK ignore-file rules)
     <root>/envs/<name>/<version>/             built environments (only the declared packages)
     <root>/jobs/<job name>/                   `job.yaml` (what runs), `status.json`, `user_logs/`, `outputs/`
-    <root>/pipelines/                         pipeline state files (see launch/pipeline.py)
+    <root>/pipelines/                         pipeline state files (see launch/pipeline_state.py)
     <root>/workspace.lock                     held by a running pipeline
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
-from launch.errors import LaunchError
+from launch.files import PIPELINES_DIR, WORKSPACE_LOCK_FILE, ensure_writable_folder, workspace_lock
 
 #: Default workspace folder, relative to the current directory.
 DEFAULT_WORKSPACE = ".ner_workspace"
 #: Name of the default datastore, as in every Azure ML workspace.
 DEFAULT_DATASTORE = "workspaceblobstore"
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write `payload` as JSON next to `path` and move it into place, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class LocalWorkspace:
@@ -104,12 +82,12 @@ class LocalWorkspace:
     @property
     def pipelines_dir(self) -> Path:
         """Pipeline state files."""
-        return self.root / "pipelines"
+        return self.root / PIPELINES_DIR
 
     @property
     def lock_path(self) -> Path:
         """The lock file a running pipeline holds."""
-        return self.root / "workspace.lock"
+        return self.root / WORKSPACE_LOCK_FILE
 
     # --- checks --------------------------------------------------------------------------------
     def ensure_writable(self) -> None:
@@ -118,26 +96,7 @@ class LocalWorkspace:
         Raises:
             LaunchError: The folder cannot be created or written, naming it and the fix.
         """
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=self.root)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            raise LaunchError(
-                f"the local workspace folder is not writable ({exc.strerror or exc})",
-                path=self.root,
-                field="workspace",
-                fix="point `workspace` in the pipeline config (or --workspace) at a folder you can write, "
-                "or fix its permissions",
-            ) from exc
-        if not os.access(self.root, os.W_OK):
-            raise LaunchError(
-                "the local workspace folder is not writable",
-                path=self.root,
-                field="workspace",
-                fix="point `workspace` at a folder you can write, or fix its permissions",
-            )
+        ensure_writable_folder(self.root)
 
     # --- MLflow --------------------------------------------------------------------------------
     def mlflow_client(self) -> Any:
@@ -163,9 +122,8 @@ class LocalWorkspace:
             return experiment.experiment_id
 
     # --- lock ----------------------------------------------------------------------------------
-    @contextmanager
-    def locked(self, timeout_s: float = 0.0, *, announce: Any = print) -> Iterator[None]:
-        """Hold the workspace lock so two pipeline runs never interleave their writes.
+    def locked(self, timeout_s: float = 0.0, *, announce: Any = print) -> AbstractContextManager[None]:
+        """Hold the workspace lock so two pipeline runs never interleave their writes (`launch.files`).
 
         Args:
             timeout_s: How long to wait for another run to finish; 0 refuses at once.
@@ -174,35 +132,4 @@ class LocalWorkspace:
         Raises:
             LaunchError: The lock is still held by another run after `timeout_s`.
         """
-        self.ensure_writable()
-        holder_file = self.root / "workspace.lock.holder"
-        lock = FileLock(str(self.lock_path))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            holder = holder_file.read_text(encoding="utf-8").strip() if holder_file.exists() else "unknown"
-            if timeout_s <= 0:
-                raise LaunchError(
-                    f"another pipeline run is using this workspace ({holder})",
-                    path=self.lock_path,
-                    fix="wait for it to finish, or set `lock_timeout_s: <seconds>` in the pipeline config "
-                    "to wait for it",
-                ) from None
-            announce(f"waiting up to {timeout_s:.0f}s for the workspace lock held by {holder} ...")
-            try:
-                lock.acquire(timeout=timeout_s)
-            except Timeout:
-                raise LaunchError(
-                    f"another pipeline run still holds the workspace lock after {timeout_s:.0f}s ({holder})",
-                    path=self.lock_path,
-                    fix="wait for it to finish and run again",
-                ) from None
-        try:
-            holder_file.write_text(
-                f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n",
-                encoding="utf-8",
-            )
-            yield
-        finally:
-            holder_file.unlink(missing_ok=True)
-            lock.release()
+        return workspace_lock(self.root, timeout_s, announce=announce)

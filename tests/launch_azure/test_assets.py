@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from launch.azure.assets import load_data_asset, register_data_asset, source_fingerprint
+from launch.azure.assets import load_data_asset, register_data_asset
 from launch.azure.environment import (
     TAG_ENVIRONMENT_FINGERPRINT,
     environment_fingerprint,
@@ -14,6 +14,7 @@ from launch.azure.environment import (
     register_environment,
 )
 from launch.errors import LaunchError
+from launch.fingerprints import dataset_fingerprint as source_fingerprint
 from launch.jobs import DataAssetSpec
 from ner_lightning.contract import TAG_DATASET_FINGERPRINT
 from tests.conftest import FIXTURES

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from launch.errors import LaunchError
+from launch.files import PIPELINES_DIR
 from launch.pipeline import PipelineState, StepRecord
 from launch.session import PipelineSession
 from tests.conftest import REPO_ROOT
@@ -23,7 +24,7 @@ def session(tmp_path: Path) -> PipelineSession:
 
 
 def test_the_lock_is_held_inside_the_block_only(session: PipelineSession) -> None:
-    workspace = session.workspace.root
+    workspace = session.workspace
     with pytest.raises(LaunchError, match="has no backend yet"):
         _ = session.backend
     with session as pipeline:
@@ -36,7 +37,7 @@ def test_the_lock_is_held_inside_the_block_only(session: PipelineSession) -> Non
 
 
 def test_an_exception_or_an_interrupt_in_the_block_releases_the_lock(session: PipelineSession) -> None:
-    workspace = session.workspace.root
+    workspace = session.workspace
     with pytest.raises(RuntimeError, match="boom"), session as pipeline:
         pipeline.validate()
         raise RuntimeError("boom")
@@ -51,19 +52,19 @@ def test_blocks_do_not_nest_and_another_run_keeps_the_session_out(session: Pipel
     with session:
         with pytest.raises(LaunchError, match="already in use"), session:
             pass
-        assert session.locked and not lock_is_free(session.workspace.root)
-    assert lock_is_free(session.workspace.root)
-    with workspace_locked_elsewhere(session.workspace.root):
+        assert session.locked and not lock_is_free(session.workspace)
+    assert lock_is_free(session.workspace)
+    with workspace_locked_elsewhere(session.workspace):
         with pytest.raises(LaunchError, match="another pipeline run is using this workspace"), session:
             pass
         assert not session.locked
-    assert lock_is_free(session.workspace.root)
+    assert lock_is_free(session.workspace)
 
 
 def test_results_read_the_state_file_afresh(session: PipelineSession) -> None:
     assert session.results() == {}
     # What a terminal run writes between two cells.
-    state = PipelineState(session.workspace.pipelines_dir / f"{session.config.name}.json")
+    state = PipelineState(session.workspace / PIPELINES_DIR / f"{session.config.name}.json")
     state.put("environment", StepRecord("fp", "completed", {"name": "env", "version": "2"}))
     state.put("dry_run", StepRecord("fp", "failed", {"job_id": "x"}))
     assert session.results() == {"environment": {"name": "env", "version": "2"}}

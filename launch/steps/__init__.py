@@ -1,0 +1,1 @@
+"""Pipeline steps: one module per stage of the Phase 1 flow."""
