@@ -65,9 +65,9 @@ _TEST_WORDS = ("test_next", "test_step", "on_test_epoch_end", "on_test_batch", "
 ROW_COLUMNS = ["part", "seconds", "share_of_epoch", "ms_per_step", "calls"]
 
 
-def _total(durations: dict[str, list[float]], predicate: Any) -> tuple[float, int]:
-    chosen = [values for name, values in durations.items() if predicate(name)]
-    return sum(sum(values) for values in chosen), max((len(values) for values in chosen), default=0)
+def _total(totals: dict[str, tuple[float, int]], predicate: Any) -> tuple[float, int]:
+    chosen = [value for name, value in totals.items() if predicate(name)]
+    return sum(seconds for seconds, _ in chosen), max((calls for _, calls in chosen), default=0)
 
 
 def _ends(*suffixes: str) -> Any:
@@ -78,7 +78,7 @@ def _has(*words: str) -> Any:
     return lambda name: any(word in name for word in words)
 
 
-def group_actions(durations: dict[str, list[float]], steps: int) -> list[dict[str, Any]]:
+def group_actions(durations: dict[str, tuple[float, int]], steps: int) -> list[dict[str, Any]]:
     """Group SimpleProfiler actions into the parts of the training epoch(s), then what runs after them.
 
     Inside `run_training_epoch` (Lightning runs validation inside it): the leaf actions of a step,
@@ -87,7 +87,7 @@ def group_actions(durations: dict[str, list[float]], steps: int) -> list[dict[st
     and the test scoring `fit` runs at the end.
 
     Args:
-        durations: `SimpleProfiler.recorded_durations` (action name -> seconds of each call).
+        durations: Action name -> (total seconds, calls), from `SimpleProfiler.recorded_durations`.
         steps: Optimizer steps of the epoch(s) (for milliseconds per step).
 
     Returns:
@@ -103,7 +103,7 @@ def group_actions(durations: dict[str, list[float]], steps: int) -> list[dict[st
     }
     step_total, step_calls = _total(durations, _ends(".optimizer_step"))
     nested, _ = _total(
-        durations, lambda name: "optimizer_step" not in name and _has(*_IN_OPTIMIZER_STEP)(name)
+        durations, lambda name: not name.endswith(".optimizer_step") and _has(*_IN_OPTIMIZER_STEP)(name)
     )
     inside["AdamW update (optimizer_step less nested)"] = (step_total - nested, step_calls)
     inside["learning-rate scheduler"] = _total(durations, _ends("lr_scheduler_step"))
@@ -137,10 +137,10 @@ def group_actions(durations: dict[str, list[float]], steps: int) -> list[dict[st
     ]
 
 
-def top_actions(durations: dict[str, list[float]], count: int = 25) -> list[dict[str, Any]]:
+def top_actions(durations: dict[str, tuple[float, int]], count: int = 25) -> list[dict[str, Any]]:
     """The `count` profiler actions with the most total time (action, seconds, calls)."""
-    ranked = sorted(durations.items(), key=lambda item: -sum(item[1]))[:count]
-    return [{"action": name, "seconds": sum(values), "calls": len(values)} for name, values in ranked]
+    ranked = sorted(durations.items(), key=lambda item: -item[1][0])[:count]
+    return [{"action": name, "seconds": seconds, "calls": calls} for name, (seconds, calls) in ranked]
 
 
 def _time_collation(datamodule: Any) -> dict[str, float]:
@@ -203,7 +203,8 @@ def profile_fit(data_dir: str, args: list[str], bare_steps: int, learning_rate: 
             ]
         )
         wall = time.perf_counter() - started
-        durations = {name: list(values) for name, values in cli.trainer.profiler.recorded_durations.items()}
+        recorded = cli.trainer.profiler.recorded_durations
+        durations = {name: (sum(values), len(values)) for name, values in recorded.items()}
         steps = cli.trainer.global_step
         collation = _time_collation(cli.datamodule)
         train_tokens = sum(int(b["attention_mask"].sum()) for b in cli.datamodule.train_dataloader())
@@ -212,9 +213,7 @@ def profile_fit(data_dir: str, args: list[str], bare_steps: int, learning_rate: 
         "wall_seconds": wall,
         "steps": steps,
         "train_tokens_per_epoch": train_tokens,
-        "durations": {name: [sum(values), len(values)] for name, values in durations.items()},
-        "rows": group_actions(durations, steps),
-        "top_actions": top_actions(durations),
+        "durations": durations,
         **collation,
         **bare,
         "peak_rss_mib": peak_rss_mib(),
@@ -280,7 +279,8 @@ def main(
             "learning_rate": learning_rate,
         }
         report = run_in_subprocess("benchmarks.epoch_profile:profile_fit", kwargs, timeout)
-    rows = report["rows"]
+    durations = {name: (float(seconds), int(calls)) for name, (seconds, calls) in report["durations"].items()}
+    rows = group_actions(durations, report["steps"])
     by_part = {row["part"]: row for row in rows}
     loading = by_part["data loading + collation"]
     collation_rows = [
@@ -336,7 +336,7 @@ def main(
         "Data loading, one epoch of batches timed apart": (collation_rows, ["part", "seconds"]),
         "Loop against the bare step": (summary, ["figure", "value"]),
         "Profiler actions with the most time (nested actions overlap)": (
-            report["top_actions"],
+            top_actions(durations),
             ["action", "seconds", "calls"],
         ),
     }
