@@ -2,7 +2,9 @@
 
 Variants of the project's fit (`benchmarks.project_fit`), all else equal:
 
-- `fp32`: the default (`trainer.precision: 32-true`);
+- `fp32`: the default (`trainer.precision: 32-true`, fused AdamW);
+- `fp32_loop_adamw`: fp32 with PyTorch's per-parameter AdamW loop (the default before the epoch
+  profile; not run unless asked);
 - `bf16`: `trainer.precision: bf16-mixed` (bf16 autocast of the forward pass, fp32 weights);
 - `compile`: the encoder wrapped in `torch.compile` (inductor), fp32;
 - `compile_bf16`: both (not run unless asked).
@@ -41,6 +43,7 @@ from ner_lightning.contract import TEST_SPLIT
 #: Variant name -> keyword arguments of `benchmarks.project_fit.run`.
 VARIANTS: dict[str, dict[str, Any]] = {
     "fp32": {"precision": "32-true"},
+    "fp32_loop_adamw": {"precision": "32-true", "fused_adamw": False},
     "bf16": {"precision": "bf16-mixed"},
     "compile": {"compile_backbone": True},
     "compile_bf16": {"precision": "bf16-mixed", "compile_backbone": True},
@@ -221,6 +224,7 @@ def main(
     steps: int = 40,
     repetitions: int = 2,
     f1_epochs: int = 1,
+    f1_skip_slower: bool = False,
     f1_batch_size: int = 16,
     learning_rate: float = 1e-4,
     threads: int = 1,
@@ -235,12 +239,15 @@ def main(
         corpus: Dataset folder or CoNLL folder of the throughput runs (its train split).
         f1_corpus: Dataset folder or CoNLL folder of the F1 runs (default: `corpus`).
         backbone: Pretrained backbone folder or `pkg:` reference.
-        variants: Subset of `fp32`, `bf16`, `compile`, `compile_bf16` (default the first three; fp32 always runs).
+        variants: Subset of `fp32`, `fp32_loop_adamw`, `bf16`, `compile`, `compile_bf16` (default fp32, bf16,
+            compile; fp32 always runs).
         batch_size: Sentences per optimizer step in the throughput runs.
         max_length: Subwords per window.
         steps: Optimizer steps per throughput run.
         repetitions: Throughput runs per variant, the order rotating.
         f1_epochs: Epochs of the F1 runs (0: skip them).
+        f1_skip_slower: No F1 run for a variant slower than fp32 in the throughput runs (it cannot
+            become a default); its row says so.
         f1_batch_size: Sentences per optimizer step in the F1 runs.
         learning_rate: Peak AdamW learning rate.
         threads: torch threads per run.
@@ -276,7 +283,16 @@ def main(
         f1: dict[str, dict[str, Any]] = {}
         if f1_epochs > 0:
             f1_dir = prepare_dataset(f1_corpus or corpus, Path(scratch) / "f1")
-            f1 = measure_f1(f1_dir, {**settings, "batch_size": f1_batch_size}, chosen, f1_epochs, timeout)
+            candidates = chosen
+            if f1_skip_slower:
+                ratios = {row["variant"]: row["median_ratio_vs_fp32"] for row in summarize(rows, {}, chosen)}
+                candidates = [
+                    v for v in chosen if v == BASELINE or (ratios[v] is not None and ratios[v] > 1.0)
+                ]
+            f1_settings = {**settings, "batch_size": f1_batch_size}
+            f1 = measure_f1(f1_dir, f1_settings, candidates, f1_epochs, timeout)
+            for variant in chosen:
+                f1.setdefault(variant, {"error": "not run: slower than fp32 (cannot become a default)"})
     summary = summarize(rows, f1, chosen)
     f1_rows = [{"variant": variant, **scores} for variant, scores in f1.items()]
     tables = {

@@ -83,6 +83,7 @@ def main(
     learning_rate: float = 1e-4,
     warmup_ratio: float = 0.1,
     threads: int = 1,
+    fused_adamw: bool = True,
     merge: bool = False,
     quick: bool = False,
     results_dir: str = str(RESULTS_DIR),
@@ -101,6 +102,8 @@ def main(
         learning_rate: Peak AdamW learning rate.
         warmup_ratio: Share of the steps in linear warm-up, every schedule.
         threads: torch threads per run.
+        fused_adamw: The project's fused AdamW (default); false: PyTorch's per-parameter loop (what the
+            first measured budgets ran with, before the epoch profile made the fused kernel the default).
         merge: Keep the rows of an earlier `schedules` result in `results_dir` (same corpus, budget and
             schedule: replaced by this run's).
         quick: Smoke check on the tiny test backbone and toy dataset (1 epoch); writes `schedules_quick`.
@@ -137,6 +140,7 @@ def main(
         "learning_rate": learning_rate,
         "warmup_ratio": warmup_ratio,
         "threads": threads,
+        "fused_adamw": fused_adamw,
         "scorer": "seqeval default (conlleval-compatible), entity micro F1 on the full test sentences",
         **machine_description(),
     }
@@ -169,6 +173,7 @@ def main(
                         "settings": settings,
                         "evaluate": [TEST_SPLIT],
                         "lr_schedule": schedule,
+                        "fused_adamw": fused_adamw,
                     }
                     report = run_in_subprocess("benchmarks.project_fit:run", kwargs, timeout)
                     test = report[TEST_SPLIT]
