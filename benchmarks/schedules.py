@@ -66,10 +66,14 @@ def winner_at_every_budget(table: list[dict[str, Any]], schedules: list[str]) ->
     return winners.pop() if complete and len(winners) == 1 else None
 
 
-def _previous_runs(path: Path) -> list[dict[str, Any]]:
+def _previous(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The runs of an earlier result file and the commands that made them (empty when there is none)."""
     if not path.is_file():
-        return []
-    return list(json.loads(path.read_text(encoding="utf-8"))["tables"].get(RUNS_TABLE, []))
+        return [], []
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    conditions = payload.get("conditions", {})
+    commands = [*conditions.get("earlier_commands", []), conditions.get("command", "?")]
+    return list(payload["tables"].get(RUNS_TABLE, [])), commands
 
 
 def main(
@@ -128,9 +132,10 @@ def main(
     if unknown:
         raise SystemExit(f"unknown schedules {unknown}; choose from {list(SCHEDULES)}")
     name = "schedules_quick" if quick else "schedules"
-    runs = _previous_runs(Path(results_dir) / f"{name}.json") if merge else []
+    runs, earlier = _previous(Path(results_dir) / f"{name}.json") if merge else ([], [])
     conditions = {
         "command": "python -m benchmarks.schedules " + shlex.join(sys.argv[1:]),
+        **({"earlier_commands": earlier} if earlier else {}),
         "corpora": corpora,
         "backbone": backbone,
         "head": "softmax",
