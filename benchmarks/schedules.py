@@ -198,14 +198,16 @@ def main(
                             "peak_rss_mib": report["peak_rss_mib"],
                         }
                     )
-                    result = _write(name, runs, chosen, conditions, results_dir)
+                    result = _write(name, runs, conditions, results_dir)
     print((Path(results_dir) / f"{name}.md").read_text(encoding="utf-8"))
     return result
 
 
 def _write(
-    name: str, runs: list[dict[str, Any]], schedules: list[str], conditions: dict[str, Any], results_dir: str
+    name: str, runs: list[dict[str, Any]], conditions: dict[str, Any], results_dir: str
 ) -> dict[str, Any]:
+    """Write the tables of every run so far (merged runs included), columns for every schedule that ran."""
+    schedules = [schedule for schedule in SCHEDULES if any(run["schedule"] == schedule for run in runs)]
     table = f1_table(runs, schedules)
     winner = winner_at_every_budget(table, schedules)
     notes = [

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.epoch_profile import EPOCH, group_actions
 from benchmarks.precision import split_slow_steps, summarize
-from benchmarks.schedules import f1_table, winner_at_every_budget
+from benchmarks.schedules import _write, f1_table, winner_at_every_budget
 from tests.benchmarks.test_benchmarks_quick import run_quick
 
 
@@ -114,3 +114,23 @@ def test_epoch_parts_do_not_count_nested_actions_twice() -> None:
     )
     assert rows["after the epoch: checkpoint saving (best + last)"]["seconds"] == pytest.approx(0.8)
     assert rows["after the epoch: epoch-end hooks besides saving"]["seconds"] == pytest.approx(0.1)
+
+
+def test_merged_results_show_every_schedule_that_ran(tmp_path: Path) -> None:
+    """An invocation that runs one schedule and merges keeps the columns of the earlier ones."""
+    runs = [
+        {
+            "corpus": "a",
+            "epochs": 1,
+            "schedule": schedule,
+            "steps": 3,
+            "test_f1": f1,
+            "precision": f1,
+            "recall": f1,
+        }
+        for schedule, f1 in (("constant", 0.5), ("linear", 0.4), ("cosine", 0.3))
+    ]
+    result = _write("schedules", runs, {"command": "x"}, str(tmp_path))
+    assert result["table"][0]["best"] == "constant"
+    header = (tmp_path / "schedules.md").read_text(encoding="utf-8").splitlines()[4]
+    assert header == "| corpus | epochs | constant | linear | cosine | best |"
