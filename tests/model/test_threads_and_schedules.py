@@ -111,3 +111,15 @@ def test_parameter_groups_keep_the_layout_of_format_1_checkpoints(head: str, gro
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
     if head == "crf":
         assert optimizer.param_groups[2]["lr"] == 5e-3 and len(optimizer.param_groups[2]["params"]) == 3
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_adamw_is_fused_on_cpu(precision: str) -> None:
+    """The fused AdamW kernel (one pass over all parameters) is the default on CPU (no fp16 loss
+    scaling there: Lightning runs `16-mixed` as bf16 on CPU)."""
+    model = TokenClassifier(BERT, ["O", "B-X", "I-X"])
+    model.trainer = L.Trainer(
+        max_steps=4, logger=False, enable_progress_bar=False, accelerator="cpu", precision=precision
+    )
+    optimizer = model.configure_optimizers()["optimizer"]
+    assert all(group["fused"] is True for group in optimizer.param_groups)
