@@ -80,9 +80,9 @@ def _records(workspace: Path, pid: int) -> list[dict]:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if (record.get("executor") or {}).get("pid") == pid and record.get("status") == "Running":
-            if record.get("pgid") and live_in_group(record["pgid"]):
-                found.append(record)
+        mine = (record.get("executor") or {}).get("pid") == pid and record.get("status") == "Running"
+        if mine and record.get("pgid") and live_in_group(record["pgid"]):
+            found.append(record)
     return found
 
 
@@ -228,6 +228,23 @@ def _model_identity(folder: Path) -> dict[str, object]:
     return identity
 
 
+def _differences(expected: object, found: object, where: str = "") -> list[str]:
+    """Where two model identities differ (`file.key[index]: expected != found`)."""
+    if isinstance(expected, dict) and isinstance(found, dict):
+        return [
+            line
+            for key in sorted(set(expected) | set(found))
+            for line in _differences(expected.get(key), found.get(key), f"{where}.{key}" if where else key)
+        ]
+    if isinstance(expected, list) and isinstance(found, list) and len(expected) == len(found):
+        return [
+            line
+            for i, pair in enumerate(zip(expected, found, strict=True))
+            for line in _differences(*pair, f"{where}[{i}]")
+        ]
+    return [] if expected == found else [f"{where}: {str(expected)[:200]!r} != {str(found)[:200]!r}"]
+
+
 @dataclass(frozen=True)
 class Registered:
     version: str
@@ -293,7 +310,10 @@ def _assert_recovered(workspace: Path, reference: Registered) -> None:
     registered = _registered(workspace)
     assert registered.version == "1"
     assert registered.content_sha256 == folder_fingerprint(registered.folder)
-    assert registered.identity == reference.identity
+    differences = _differences(reference.identity, registered.identity)
+    assert not differences, "the registered model differs from the uninterrupted run's:\n" + "\n".join(
+        differences
+    )
     assert not _running_runs(workspace)
     client = EmulatedMLClient(workspace)
     completed: dict[str, int] = {}
