@@ -9,7 +9,10 @@ failure the same way:
   reason, exits 2, and writes the traceback to a log file;
 - any other exception is a bug: one short line, the path of the log file holding the traceback,
   exit 1 (inside a job, where only the job's log comes back, the traceback is printed too);
-- Ctrl-C exits 130 with one line; a closed output pipe (`ner-predict ... | head`) exits quietly.
+- Ctrl-C exits 130 with one line, and so does SIGTERM (how a job is canceled: during training
+  Lightning's own handler runs first, then training stops at once instead of finishing an
+  evaluation or an export that would ignore the request); a closed output pipe
+  (`ner-predict ... | head`) exits quietly.
 
 `--debug` anywhere on the command line (before a `--`), or `NER_DEBUG=1` in the environment, also
 prints the traceback. Pure Python: the launcher may use it too.
@@ -19,8 +22,10 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -90,17 +95,35 @@ def error_boundary(tool: str) -> Callable[[ToolMain], Callable[[Sequence[str] | 
             debug = debug_requested(argv)
             if process_arguments:  # tools that read sys.argv themselves must not see --debug either
                 sys.argv[1:] = strip_debug_flag(argv)
+            restore = _interrupt_on_sigterm()
             try:
                 status = function(strip_debug_flag(argv))
             except SystemExit:
                 raise
             except BaseException as error:  # the one place that answers every error
                 return report_error(tool, error, debug=debug)
+            finally:
+                restore()
             return 0 if status is None else int(status)
 
         return main
 
     return decorate
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _interrupt_on_sigterm() -> Callable[[], None]:
+    """Make SIGTERM end the tool like Ctrl-C; returns what puts the previous handler back.
+
+    Only the main thread may set handlers; a tool called from another thread keeps the default.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def report_error(

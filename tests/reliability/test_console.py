@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import errno
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +97,26 @@ def test_interrupt_exits_130_and_system_exit_passes_through(capsys: pytest.Captu
     assert capsys.readouterr().err == "ner-demo: interrupted\n"
     with pytest.raises(SystemExit):
         _tool(SystemExit(2))([])
+
+
+def test_sigterm_ends_a_tool_like_ctrl_c_and_the_handler_is_restored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A canceled job gets SIGTERM; a tool stops at once (issue 14: a job's evaluation and export
+    went on after it, until the emulator's SIGKILL 10 s later)."""
+    before = signal.getsignal(signal.SIGTERM)
+
+    @error_boundary("ner-demo")
+    def main(argv: list[str]) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # interrupted by the handler
+        return 0
+
+    started = time.monotonic()
+    assert main([]) == 130
+    assert time.monotonic() - started < 4
+    assert capsys.readouterr().err == "ner-demo: interrupted\n"
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_process_arguments_lose_the_debug_flag(monkeypatch: pytest.MonkeyPatch) -> None:
