@@ -8,12 +8,17 @@ pipeline run plus the restarts. After every kill no process of the workspace is 
 last rerun the registered model is the uninterrupted run's, registered once, and no MLflow run of
 the workspace's SQLite store is left RUNNING.
 
-What "the same model" means: the ONNX graph with its weights (`model.onnx`), the tokenizer and
-label files are byte-identical to the uninterrupted run's; `ner_model.json` and `smoke_report.json`
-are identical once run records are set aside, which differ between two uninterrupted runs too (the
-job folders in recorded paths, measured timings and the hash sealing them, the sha256 of the
-checkpoint file, which holds job paths). The registry's `content_sha256` therefore names one
-run's folder: it is checked to be the registered folder's, and unique.
+What "the same model" means: the tokenizer and label files are byte-identical to the uninterrupted
+run's; `ner_model.json` and `smoke_report.json` are identical once run records are set aside, which
+differ between two uninterrupted runs too (the job folders in recorded paths, measured timings and
+the hash sealing them, the sha256 of the checkpoint file, which holds job paths); among them the
+int8 candidates table, every recipe's F1, drop, interval and agreement, which pins the trained fp32
+weights. The ONNX graph (`model.onnx`) is byte-identical when the conversion chose the same recipe.
+The choice itself is a timing decision (the fastest candidate meeting the target, ties within 5 %
+broken by the drop, ner_lightning/onnx/recipes.py): on a loaded machine two uninterrupted runs can
+choose differently, so when the recipes differ the fields that follow from the choice are set aside
+and the failure message would name both recipes. The registry's `content_sha256` names one run's
+folder: it is checked to be the registered folder's, and unique.
 """
 
 from __future__ import annotations
@@ -51,6 +56,12 @@ TIMINGS = ("ms_per_batch", "speedup_vs_fp32")
 RUN_RECORD_KEYS = ("source_checkpoint_sha256", "quantization_sha256")
 JOB_PATH = re.compile(r"^.*/jobs/[0-9a-f]{32}/")
 CHECKPOINT_NAME = re.compile(r"(best|last)\.ckpt$")
+#: Identity paths that follow from which int8 recipe the conversion chose (see the docstring).
+RECIPE_CHOICE = re.compile(
+    r"^(model\.onnx|ner_model\.json\.integrity\.model_sha256|smoke_report\.json\.int8_size_mb"
+    r"|smoke_report\.json\.checks\.int8_f1\..*|.*\.candidates\[\d+\]\.chosen"
+    r"|[^.]+\.json\.quantization\.(?!candidates\[).*)$"
+)
 
 
 # --- kill points -------------------------------------------------------------------------------
@@ -222,7 +233,10 @@ def _model_identity(folder: Path) -> dict[str, object]:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         name = path.relative_to(folder).as_posix()
         if path.suffix == ".json" and name != "tokenizer.json":
-            identity[name] = _normalized(json.loads(path.read_text()))
+            payload = _normalized(json.loads(path.read_text()))
+            if isinstance(payload, dict) and isinstance(payload.get("checks"), list):
+                payload["checks"] = {check["name"]: check for check in payload["checks"]}
+            identity[name] = payload
         else:
             identity[name] = hashlib.sha256(path.read_bytes()).hexdigest()
     return identity
@@ -251,6 +265,11 @@ class Registered:
     content_sha256: str
     folder: Path
     identity: dict[str, object]
+
+    @property
+    def recipe(self) -> str:
+        """The int8 recipe the conversion chose."""
+        return str(self.identity["ner_model.json"]["quantization"]["recipe"])  # type: ignore[index]
 
 
 def _registered(workspace: Path) -> Registered:
@@ -311,6 +330,8 @@ def _assert_recovered(workspace: Path, reference: Registered) -> None:
     assert registered.version == "1"
     assert registered.content_sha256 == folder_fingerprint(registered.folder)
     differences = _differences(reference.identity, registered.identity)
+    if registered.recipe != reference.recipe:  # a timing decision of the conversion (see the docstring)
+        differences = [d for d in differences if not RECIPE_CHOICE.match(d.split(": ", 1)[0])]
     assert not differences, "the registered model differs from the uninterrupted run's:\n" + "\n".join(
         differences
     )
