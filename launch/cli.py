@@ -20,6 +20,7 @@ from typing import Any
 
 from launch.errors import LaunchError
 from launch.pipeline import STEPS, load_pipeline_config, run_pipeline, state_dir_for
+from ner_lightning.console import raise_terminated
 from ner_lightning.errors import NerLightningError
 
 
@@ -61,15 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    """SIGTERM ends the run like Ctrl-C: jobs are canceled and the state file keeps what was submitted."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ner-pipeline` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM ends the run like Ctrl-C: jobs are canceled and the state file keeps what was submitted.
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         if args.command == "summary":
             config = load_pipeline_config(args.config)

@@ -111,8 +111,18 @@ def error_boundary(tool: str) -> Callable[[ToolMain], Callable[[Sequence[str] | 
     return decorate
 
 
-def _raise_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled wherever Ctrl-C is (a `KeyboardInterrupt`).
+
+    A subclass, not `KeyboardInterrupt` itself: once a plain one was raised inside some of
+    Python's own machinery (an import under `python -m`), the interpreter reported the process as
+    killed by SIGINT at exit even after the tool had caught it and chosen its exit status.
+    """
+
+
+def raise_terminated(signum: int, _frame: object) -> None:
+    """Signal handler: raise `Terminated` (SIGTERM ends a tool like Ctrl-C)."""
+    raise Terminated(signal.Signals(signum).name)
 
 
 def _interrupt_on_sigterm() -> Callable[[], None]:
@@ -122,7 +132,7 @@ def _interrupt_on_sigterm() -> Callable[[], None]:
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
