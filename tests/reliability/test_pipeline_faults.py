@@ -329,7 +329,7 @@ def _chain(workspace: Path, sig: signal.Signals) -> list[str]:
     return events
 
 
-def _assert_recovered(workspace: Path, reference: Registered) -> None:
+def _assert_recovered(workspace: Path, reference: Registered) -> Registered:
     """The rerun's model is the reference's, registered once; no run RUNNING; one job per step."""
     registered = _registered(workspace)
     assert registered.version == "1"
@@ -353,6 +353,7 @@ def _assert_recovered(workspace: Path, reference: Registered) -> None:
     assert completed == {f"smoke-{step}": 1 for step in steps}, completed
     state = json.loads((workspace / "pipelines" / "smoke.json").read_text())["steps"]
     assert {step: record["status"] for step, record in state.items()} == {s: "completed" for s in STEPS[1:]}
+    return registered
 
 
 @pytest.mark.slow
@@ -362,4 +363,5 @@ def test_killed_at_every_step_boundary_and_mid_step_the_rerun_registers_the_same
 ) -> None:
     events = _chain(tmp_path / "ws", sig)
     print("\n".join(events))
-    _assert_recovered(tmp_path / "ws", reference)
+    registered = _assert_recovered(tmp_path / "ws", reference)
+    print(f"int8 recipe: uninterrupted {reference.recipe}, after the {sig.name} chain {registered.recipe}")
