@@ -252,8 +252,7 @@ class JobOperations:
         payload["name"] = name
         folder = self.store.job_dir(name)
         folder.mkdir(parents=True)
-        (folder / JOB_FILE).write_text(yaml.safe_dump(payload, sort_keys=True), encoding="utf-8")
-        loaded = load_job(source=str(folder / JOB_FILE))
+        # The record first: a submission killed from here on leaves a job the next client reaps.
         self.store.write(
             name,
             {
@@ -265,20 +264,32 @@ class JobOperations:
                 "experiment_id": experiment_id,
                 "experiment": experiment,
                 "display_name": job.display_name,
-                "outputs": list(loaded.outputs or {}),
+                "outputs": [],
                 "tags": tags,
                 "properties": {},
                 "created": time.time(),
                 "executor": executor_record(),
             },
         )
-        cancel = threading.Event()
-        self._cancel[name] = cancel
-        thread = threading.Thread(
-            target=self._execute, args=(name, loaded, experiment_id, cancel), daemon=True
-        )
-        self._threads[name] = thread
-        thread.start()
+        try:
+            (folder / JOB_FILE).write_text(yaml.safe_dump(payload, sort_keys=True), encoding="utf-8")
+            loaded = load_job(source=str(folder / JOB_FILE))
+            self.store.update(name, outputs=list(loaded.outputs or {}))
+            cancel = threading.Event()
+            self._cancel[name] = cancel
+            thread = threading.Thread(
+                target=self._execute, args=(name, loaded, experiment_id, cancel), daemon=True
+            )
+            self._threads[name] = thread
+            thread.start()
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed before the job could run
+            started = self._threads.get(name)
+            if started is not None and started.is_alive():
+                self._cancel[name].set()
+                started.join()
+            else:
+                self._finish(name, name, Outcome("Canceled", "the submission was interrupted"))
+            raise
         return self.get(name)
 
     def _check_references(self, job: Any, task: Any) -> None:
