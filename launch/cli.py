@@ -20,7 +20,7 @@ from typing import Any
 
 from launch.errors import LaunchError
 from launch.pipeline import STEPS, load_pipeline_config, run_pipeline, state_dir_for
-from ner_lightning.console import raise_terminated
+from ner_lightning.console import check_terminated, raise_terminated
 from ner_lightning.errors import NerLightningError
 
 
@@ -62,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _announce(line: str) -> None:
+    """Print a progress line; a step line (`[k/9] ...`) first honours a SIGTERM whose interrupt was
+    dropped (raised inside a garbage-collector callback), so the run still stops at the next step."""
+    if line.startswith("["):
+        check_terminated()
+    print(line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ner-pipeline` console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -88,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             force=tuple(args.force),
             workspace=args.workspace,
             cpu=args.cpu,
+            announce=_announce,
         )
     except NerLightningError as error:
         print(f"ner-pipeline: error: {error}", file=sys.stderr)

@@ -120,9 +120,27 @@ class Terminated(KeyboardInterrupt):
     """
 
 
+#: SIGTERMs received; `check_terminated` raises again for one whose `Terminated` Python dropped.
+_RECEIVED: list[str] = []
+
+
 def raise_terminated(signum: int, _frame: object) -> None:
     """Signal handler: raise `Terminated` (SIGTERM ends a tool like Ctrl-C)."""
-    raise Terminated(signal.Signals(signum).name)
+    _RECEIVED.append(signal.Signals(signum).name)
+    raise Terminated(_RECEIVED[-1])
+
+
+def check_terminated() -> None:
+    """Raise `Terminated` once more when a SIGTERM arrived.
+
+    An exception raised by a signal handler is dropped (printed as "Exception ignored") when the
+    signal lands in a garbage-collector callback or a `__del__`; a caller that checks at its safe
+    points (the pipeline: before each progress line) still stops. Consumes the record.
+    """
+    if _RECEIVED:
+        name = _RECEIVED.pop()
+        _RECEIVED.clear()
+        raise Terminated(name)
 
 
 def _interrupt_on_sigterm() -> Callable[[], None]:

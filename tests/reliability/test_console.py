@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from ner_lightning.console import error_boundary, strip_debug_flag
+from ner_lightning.console import (
+    Terminated,
+    check_terminated,
+    error_boundary,
+    raise_terminated,
+    strip_debug_flag,
+)
 from ner_lightning.errors import DataError
 from ner_lightning.onnx.label_sets import label_set_warning
 
@@ -117,6 +123,24 @@ def test_sigterm_ends_a_tool_like_ctrl_c_and_the_handler_is_restored(
     assert time.monotonic() - started < 4
     assert capsys.readouterr().err == "ner-demo: interrupted\n"
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_sigterm_dropped_inside_a_finalizer_is_raised_at_the_next_check() -> None:
+    """Found by the pipeline fault test: the signal landed in SQLAlchemy's garbage-collector callback,
+    Python printed "Exception ignored" and the pipeline ran on to the end."""
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler's Terminated is dropped here
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        Finalized()
+        with pytest.raises(Terminated):
+            check_terminated()
+        check_terminated()  # consumed: raised once
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_process_arguments_lose_the_debug_flag(monkeypatch: pytest.MonkeyPatch) -> None:
