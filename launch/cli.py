@@ -22,6 +22,7 @@ from launch.errors import LaunchError
 from launch.pipeline_config import load_pipeline_config
 from launch.pipeline_run import run_pipeline
 from launch.pipeline_state import STEPS, state_dir_for
+from ner_lightning.console import check_terminated, raise_terminated
 from ner_lightning.errors import NerLightningError
 
 
@@ -63,15 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    """SIGTERM ends the run like Ctrl-C: jobs are canceled and the state file keeps what was submitted."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+def _announce(line: str) -> None:
+    """Print a progress line; a step line (`[k/9] ...`) first honours a SIGTERM whose interrupt was
+    dropped (raised inside a garbage-collector callback), so the run still stops at the next step."""
+    if line.startswith("["):
+        check_terminated()
+    print(line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ner-pipeline` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM ends the run like Ctrl-C: jobs are canceled and the state file keeps what was submitted.
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         if args.command == "summary":
             config = load_pipeline_config(args.config)
@@ -93,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             force=tuple(args.force),
             workspace=args.workspace,
             cpu=args.cpu,
+            announce=_announce,
         )
     except NerLightningError as error:
         print(f"ner-pipeline: error: {error}", file=sys.stderr)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import random
 import sys
 import time
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
 from ner_lightning.contract import PRIMARY_METRIC, PRIMARY_METRIC_GOAL
@@ -45,6 +49,36 @@ class ToggleableEarlyStopping(EarlyStopping):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.enabled:
             super().on_validation_end(trainer, pl_module)
+
+
+class EpochSeed(L.Callback):
+    """Reseed python, numpy and torch at the first batch of every training epoch from the run's seed and the epoch.
+
+    A checkpoint holds weights, optimizer, schedule and counters, not the global random state that
+    dropout draws from; reseeding per epoch makes epoch `e` draw the same masks whether the run got
+    there uninterrupted or resumed from the `last.ckpt` of epoch `e - 1`, so a resumed final
+    training ends with the uninterrupted run's weights. The seed is set at the first batch, after
+    the epoch's data loader is built (building one draws from the global generator, and a resumed
+    run builds its first one at another moment). Without `seed_everything` nothing is done.
+
+    Args:
+        enabled: Reseed at every epoch's first batch (the run's seed is `seed_everything`'s).
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        super().__init__()
+        self.enabled = enabled
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        base = os.environ.get("PL_GLOBAL_SEED")
+        if not self.enabled or base is None or batch_idx != 0:
+            return
+        seed = (int(base) * 1_000_003 + trainer.current_epoch * 7919 + trainer.global_rank) % 2**32
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
 
 
 def _duration(seconds: float) -> str:

@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 
-from ner_lightning.callbacks import ProgressLog, ToggleableEarlyStopping
+from ner_lightning.callbacks import EpochSeed, ProgressLog, ToggleableEarlyStopping
 from ner_lightning.config_files import check_config_files
 from ner_lightning.console import error_boundary
 from ner_lightning.contract import (
@@ -125,6 +125,7 @@ class NerLightningCLI(LightningCLI):
         parser.add_lightning_class_args(OnnxExport, "onnx_export")
         parser.link_arguments("output_dir", "onnx_export.output_dir", compute_fn=onnx_dir)
         parser.add_lightning_class_args(ProgressLog, "progress_log")
+        parser.add_lightning_class_args(EpochSeed, "epoch_seed")
         parser.add_argument(
             "--threads",
             type=int | None,

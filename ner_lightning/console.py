@@ -9,7 +9,10 @@ failure the same way:
   reason, exits 2, and writes the traceback to a log file;
 - any other exception is a bug: one short line, the path of the log file holding the traceback,
   exit 1 (inside a job, where only the job's log comes back, the traceback is printed too);
-- Ctrl-C exits 130 with one line; a closed output pipe (`ner-predict ... | head`) exits quietly.
+- Ctrl-C exits 130 with one line, and so does SIGTERM (how a job is canceled: during training
+  Lightning's own handler runs first, then training stops at once instead of finishing an
+  evaluation or an export that would ignore the request); a closed output pipe
+  (`ner-predict ... | head`) exits quietly.
 
 `--debug` anywhere on the command line (before a `--`), or `NER_DEBUG=1` in the environment, also
 prints the traceback. Pure Python: the launcher may use it too.
@@ -19,8 +22,10 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -90,17 +95,63 @@ def error_boundary(tool: str) -> Callable[[ToolMain], Callable[[Sequence[str] | 
             debug = debug_requested(argv)
             if process_arguments:  # tools that read sys.argv themselves must not see --debug either
                 sys.argv[1:] = strip_debug_flag(argv)
+            restore = _interrupt_on_sigterm()
             try:
                 status = function(strip_debug_flag(argv))
             except SystemExit:
                 raise
             except BaseException as error:  # the one place that answers every error
                 return report_error(tool, error, debug=debug)
+            finally:
+                restore()
             return 0 if status is None else int(status)
 
         return main
 
     return decorate
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled wherever Ctrl-C is (a `KeyboardInterrupt`).
+
+    A subclass, not `KeyboardInterrupt` itself: once a plain one was raised inside some of
+    Python's own machinery (an import under `python -m`), the interpreter reported the process as
+    killed by SIGINT at exit even after the tool had caught it and chosen its exit status.
+    """
+
+
+#: SIGTERMs received; `check_terminated` raises again for one whose `Terminated` Python dropped.
+_RECEIVED: list[str] = []
+
+
+def raise_terminated(signum: int, _frame: object) -> None:
+    """Signal handler: raise `Terminated` (SIGTERM ends a tool like Ctrl-C)."""
+    _RECEIVED.append(signal.Signals(signum).name)
+    raise Terminated(_RECEIVED[-1])
+
+
+def check_terminated() -> None:
+    """Raise `Terminated` once more when a SIGTERM arrived.
+
+    An exception raised by a signal handler is dropped (printed as "Exception ignored") when the
+    signal lands in a garbage-collector callback or a `__del__`; a caller that checks at its safe
+    points (the pipeline: before each progress line) still stops. Consumes the record.
+    """
+    if _RECEIVED:
+        name = _RECEIVED.pop()
+        _RECEIVED.clear()
+        raise Terminated(name)
+
+
+def _interrupt_on_sigterm() -> Callable[[], None]:
+    """Make SIGTERM end the tool like Ctrl-C; returns what puts the previous handler back.
+
+    Only the main thread may set handlers; a tool called from another thread keeps the default.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def report_error(

@@ -9,7 +9,11 @@ MLflow run (on Azure ML the run id is the job name). The job is then serialized 
 
 Jobs run in threads of this process (the emulator has no service to outlive it): closing the
 client, or leaving the interpreter, cancels every running job and ends its process group, and
-its MLflow run is marked KILLED.
+its MLflow run is marked KILLED. A process killed outright (SIGKILL, a crash) cannot do that: its
+jobs' watchdogs end their process groups (launch/local/runner.py), and the next client on the
+workspace finds the jobs whose executor is gone and records them Failed, MLflow runs FAILED, as
+Azure ML fails a job whose node was lost. (On Azure ML the job would keep running and a rerun
+re-attaches to it; here there is nothing left to attach to, so the rerun submits it again.)
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import os
 import shutil
+import signal
+import socket
 import sys
 import threading
 import time
@@ -36,6 +43,53 @@ TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding")
 RECORD = "status.json"
 JOB_FILE = "job.yaml"
 _MLFLOW_STATUS = {"Completed": "FINISHED", "Canceled": "KILLED"}
+
+
+def _start_ticks(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, Linux), or None where /proc is absent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def executor_record() -> dict[str, Any]:
+    """Who runs the jobs this process submits: host, pid and start time (a reused pid is told apart)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_ticks(os.getpid())}
+
+
+def executor_gone(executor: dict[str, Any]) -> bool:
+    """True when the process that ran a job no longer exists (False when it may, or on another host)."""
+    if executor.get("host") != socket.gethostname():
+        return False
+    pid = int(executor["pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    started = executor.get("started")
+    return started is not None and _start_ticks(pid) not in (None, started)
+
+
+def stop_orphaned_group(pgid: int, job_name: str) -> None:
+    """SIGKILL what is left of job `job_name`'s process group (its processes carry its run id)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    marker = f"AZUREML_RUN_ID={job_name}".encode()
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            environ = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if marker in environ:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            return
 
 
 class JobStore:
@@ -120,6 +174,7 @@ class JobStore:
                     "trial_number": str(number),
                 },
                 "created": time.time(),
+                "executor": executor_record(),
             },
         )
         return name, name
@@ -137,7 +192,34 @@ class JobOperations:
         self.store = JobStore(client.workspace)
         self._cancel: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self.reap_orphans()
         atexit.register(self.shutdown)
+
+    def reap_orphans(self) -> list[str]:
+        """Record Failed the jobs whose executor died without ending them; returns their names.
+
+        What is left of their process groups is killed (their watchdogs normally did it already),
+        their MLflow runs are marked FAILED and the record says what happened.
+        """
+        reaped = []
+        for name in self.store.names():
+            record = self.store.read(name) or {}
+            executor = record.get("executor")
+            if record.get("status") in TERMINAL or not executor or not executor_gone(executor):
+                continue
+            if record.get("pgid"):
+                stop_orphaned_group(int(record["pgid"]), name)
+            self._finish(
+                name,
+                str(record.get("run_id") or name),
+                Outcome(
+                    "Failed",
+                    f"the process that ran this job (pid {executor.get('pid')} on {executor.get('host')}) ended "
+                    "without finishing it (killed?); the job's processes were stopped",
+                ),
+            )
+            reaped.append(name)
+        return reaped
 
     # --- submission ------------------------------------------------------------------------
     def create_or_update(self, job: Any, *, experiment_name: str | None = None, **_: Any) -> Any:
@@ -173,8 +255,7 @@ class JobOperations:
         payload["name"] = name
         folder = self.store.job_dir(name)
         folder.mkdir(parents=True)
-        (folder / JOB_FILE).write_text(yaml.safe_dump(payload, sort_keys=True), encoding="utf-8")
-        loaded = load_job(source=str(folder / JOB_FILE))
+        # The record first: a submission killed from here on leaves a job the next client reaps.
         self.store.write(
             name,
             {
@@ -186,19 +267,32 @@ class JobOperations:
                 "experiment_id": experiment_id,
                 "experiment": experiment,
                 "display_name": job.display_name,
-                "outputs": list(loaded.outputs or {}),
+                "outputs": [],
                 "tags": tags,
                 "properties": {},
                 "created": time.time(),
+                "executor": executor_record(),
             },
         )
-        cancel = threading.Event()
-        self._cancel[name] = cancel
-        thread = threading.Thread(
-            target=self._execute, args=(name, loaded, experiment_id, cancel), daemon=True
-        )
-        self._threads[name] = thread
-        thread.start()
+        try:
+            (folder / JOB_FILE).write_text(yaml.safe_dump(payload, sort_keys=True), encoding="utf-8")
+            loaded = load_job(source=str(folder / JOB_FILE))
+            self.store.update(name, outputs=list(loaded.outputs or {}))
+            cancel = threading.Event()
+            self._cancel[name] = cancel
+            thread = threading.Thread(
+                target=self._execute, args=(name, loaded, experiment_id, cancel), daemon=True
+            )
+            self._threads[name] = thread
+            thread.start()
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed before the job could run
+            started = self._threads.get(name)
+            if started is not None and started.is_alive():
+                self._cancel[name].set()
+                started.join()
+            else:
+                self._finish(name, name, Outcome("Canceled", "the submission was interrupted"))
+            raise
         return self.get(name)
 
     def _check_references(self, job: Any, task: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -53,6 +54,17 @@ def _conflict(message: str) -> Exception:
     from azure.core.exceptions import ResourceExistsError
 
     return ResourceExistsError(message=message)
+
+
+def _dump_atomic(entity: Any, path: Path) -> None:
+    """Write the entity's YAML beside `path` and move it into place: a killed process never leaves half
+    a registry record (which every later read of the name would fail on)."""
+    partial = path.with_name(f"{path.name}.partial")
+    try:
+        entity.dump(str(partial))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _yaml_dict(entity: Any) -> dict[str, Any]:
@@ -185,7 +197,7 @@ class VersionedOperations:
                         dict(existing.tags or {}),
                         existing.description,
                     ):
-                        entity.dump(str(path))
+                        _dump_atomic(entity, path)
                         return self._load(path)
                     return existing
                 raise _conflict(
@@ -194,7 +206,7 @@ class VersionedOperations:
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
             stamp.write_text(fingerprint + "\n", encoding="utf-8")
-            entity.dump(str(path))
+            _dump_atomic(entity, path)
         return self._load(path)
 
     def download(self, name: str, version: str, download_path: str | Path = ".", **_: Any) -> None:

@@ -13,7 +13,12 @@ Given the loaded job entity (what `job.yaml` says, nothing else), the runner:
   `AZUREML_CR_*`, and for a `PyTorchDistribution` one process per rank with `RANK`, `LOCAL_RANK`,
   `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `NODE_RANK`, `GROUP_RANK`, `MASTER_ADDR`, `MASTER_PORT`;
 - puts all processes of the job in one process group (its own session), stops the group on
-  cancel or timeout (SIGTERM, then SIGKILL), and writes `user_logs/std_log*.txt`.
+  cancel or timeout (SIGTERM, then SIGKILL), and writes `user_logs/std_log*.txt`;
+- starts a watchdog in that group which holds the read end of a pipe whose write end only this
+  process holds: when the process running the job dies without stopping it (a SIGKILLed
+  `ner-pipeline`; the emulator has no service to outlive it), the pipe's end stops the group
+  (SIGTERM, then SIGKILL), as the end of a node ends its job on Azure ML. When the job ends, the
+  same pipe ends what the job left behind (background processes), as a finished node does.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +50,36 @@ ERROR_TAIL_LINES = 40
 STOP_GRACE_S = 10.0
 #: Variables of the caller's environment a job inherits (Azure's image has its own; these are neutral).
 INHERITED = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "LOGNAME", "TERM")
+
+#: The watchdog of a job's process group (see the module docstring): ignores the signals that stop
+#: the group, waits for the end of its pipe (stdin), then stops every other process of its group.
+WATCHDOG = """
+import os, signal, sys, time
+for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(number, signal.SIG_IGN)
+sys.stdin.buffer.read()
+group, me = os.getpgrp(), os.getpid()
+def others():
+    if not os.path.isdir("/proc"):
+        return True
+    found = False
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != me:
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found = found or (int(fields[2]) == group and fields[0] != "Z")
+    return found
+if others():
+    os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + float(sys.argv[1])
+    while others() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if others():
+        os.killpg(group, signal.SIGKILL)
+"""
 
 #: Polled with the job's MLflow run id while it runs; True stops it (sweep early termination).
 Monitor = Callable[[str], bool]
@@ -162,6 +198,38 @@ def _stop_group(pgid: int, processes: list[subprocess.Popen], grace_s: float = S
         process.wait()
 
 
+def _start_watchdog(pgid: int, job_name: str) -> tuple[subprocess.Popen, int]:
+    """Start the watchdog of process group `pgid`; returns it and the pipe end that keeps it waiting.
+
+    The write end is not inheritable (`os.pipe`), so only this process holds it: it closes when
+    this process closes it or dies, however it dies.
+    """
+    read_end, write_end = os.pipe()
+    try:
+        watchdog = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", WATCHDOG, str(STOP_GRACE_S)],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={"AZUREML_RUN_ID": job_name},
+            process_group=pgid,
+        )
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    return watchdog, write_end
+
+
+def _release(watchdog: subprocess.Popen | None, write_end: int | None) -> None:
+    """End the job's group: the watchdog stops what the job left running, then exits (reaped aside)."""
+    if write_end is not None:
+        os.close(write_end)
+    if watchdog is not None:
+        threading.Thread(target=watchdog.wait, daemon=True).start()
+
+
 def run_command_job(
     client: Any,
     name: str,
@@ -250,6 +318,8 @@ def run_command_job(
     logs = []
     log_paths: list[Path] = []
     pgid = 0
+    watchdog: subprocess.Popen | None = None
+    write_end: int | None = None
     try:
         for rank in range(world):
             rank_env = dict(env)
@@ -284,14 +354,16 @@ def run_command_job(
             )
             if rank == 0:
                 pgid = process.pid
+                watchdog, write_end = _start_watchdog(pgid, name)
             processes.append(process)
-        store.update(name, pgid=pgid, pids=[p.pid for p in processes])
+        store.update(name, pgid=pgid, pids=[p.pid for p in processes], watchdog_pid=watchdog and watchdog.pid)
         outcome = _wait(processes, pgid, job, run_id, cancel, monitor, poll_s)
     except BaseException:
         if pgid:
             _stop_group(pgid, processes)
         raise
     finally:
+        _release(watchdog, write_end)
         for handle in logs:
             handle.close()
         # Inputs are mounted for the job's lifetime only, as on Azure ML: a path a job recorded

@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -369,6 +373,51 @@ def test_cancel_ends_the_whole_process_group_and_kills_the_run(emu) -> None:
         assert time.monotonic() < deadline, live_in_group(pgid)
         time.sleep(0.2)
     assert MlflowClient(emu.client.workspace.tracking_uri).get_run(job.name).info.status == "KILLED"
+
+
+def test_a_killed_job_host_leaves_no_process_and_the_next_client_fails_its_job(emu) -> None:
+    """SIGKILL of the process running a job (issue 14, acceptance 2): the job's watchdog ends its
+    process group (the backgrounded sleep included); the next client records the job Failed and
+    its MLflow run FAILED instead of leaving both Running forever."""
+    host = textwrap.dedent(
+        f"""
+        import time
+        from launch.azure.entities import command_entity
+        from launch.azure.compute import load_compute
+        from launch.jobs import AssetRef, CommandJobSpec
+        from launch.local import EmulatedMLClient
+        spec = CommandJobSpec(
+            name="orphan", stage="dry_run", inputs={{}}, outputs=("output",), compute="cpu",
+            command="sleep 120 & python fake_train.py --out ${{{{outputs.output}}}} --epochs 60 --sleep 2",
+            environment=AssetRef({ENV.name!r}, {ENV.version!r}), experiment_name="exp", display_name="orphan",
+            tags={{"dataset_name": "toy"}}, timeout_s=300,
+        )
+        client = EmulatedMLClient({str(emu.client.workspace.root)!r})
+        compute = load_compute({str(REPO_ROOT / "configs" / "azure" / "compute.yaml")!r})
+        job = client.jobs.create_or_update(command_entity(spec, compute, {str(emu.code)!r}))
+        print(job.name, flush=True)
+        time.sleep(600)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", host], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    name = process.stdout.readline().strip()
+    assert name, "the job host failed (see its stderr)"
+    deadline = time.monotonic() + 60
+    while not (record := emu.client.jobs.store.read(name) or {}).get("pgid") or not live_in_group(
+        record["pgid"]
+    ):
+        assert time.monotonic() < deadline, record
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 15
+    while live_in_group(record["pgid"]):
+        assert time.monotonic() < deadline, live_in_group(record["pgid"])
+        time.sleep(0.2)
+    assert emu.client.jobs.get(name).status == "Running"  # nothing has noticed yet
+    assert EmulatedMLClient(emu.client.workspace.root).jobs.get(name).status == "Failed"
+    assert "ended without finishing it" in emu.client.jobs.get(name).properties["error"]
+    assert MlflowClient(emu.client.workspace.tracking_uri).get_run(name).info.status == "FAILED"
 
 
 # --- workspace folder --------------------------------------------------------------------------

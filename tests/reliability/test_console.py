@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import errno
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from ner_lightning.console import error_boundary, strip_debug_flag
+from ner_lightning.console import (
+    Terminated,
+    check_terminated,
+    error_boundary,
+    raise_terminated,
+    strip_debug_flag,
+)
 from ner_lightning.errors import DataError
 from ner_lightning.onnx.label_sets import label_set_warning
 
@@ -94,6 +103,44 @@ def test_interrupt_exits_130_and_system_exit_passes_through(capsys: pytest.Captu
     assert capsys.readouterr().err == "ner-demo: interrupted\n"
     with pytest.raises(SystemExit):
         _tool(SystemExit(2))([])
+
+
+def test_sigterm_ends_a_tool_like_ctrl_c_and_the_handler_is_restored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A canceled job gets SIGTERM; a tool stops at once (issue 14: a job's evaluation and export
+    went on after it, until the emulator's SIGKILL 10 s later)."""
+    before = signal.getsignal(signal.SIGTERM)
+
+    @error_boundary("ner-demo")
+    def main(argv: list[str]) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # interrupted by the handler
+        return 0
+
+    started = time.monotonic()
+    assert main([]) == 130
+    assert time.monotonic() - started < 4
+    assert capsys.readouterr().err == "ner-demo: interrupted\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_sigterm_dropped_inside_a_finalizer_is_raised_at_the_next_check() -> None:
+    """Found by the pipeline fault test: the signal landed in SQLAlchemy's garbage-collector callback,
+    Python printed "Exception ignored" and the pipeline ran on to the end."""
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler's Terminated is dropped here
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        Finalized()
+        with pytest.raises(Terminated):
+            check_terminated()
+        check_terminated()  # consumed: raised once
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_process_arguments_lose_the_debug_flag(monkeypatch: pytest.MonkeyPatch) -> None:
