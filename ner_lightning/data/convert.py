@@ -227,6 +227,13 @@ def check_output_location(output: str | Path, inputs: Collection[str | Path], *,
     Raises:
         DataError: The output is one of the cases above.
     """
+    if not isinstance(output, (str, os.PathLike)):
+        # argparse turns `--output=--` into an empty list.
+        raise DataError(
+            f"the output path {output!r} is not a folder name",
+            field="output",
+            fix="name the dataset folder to create, e.g. --output data/v1",
+        )
     for name, path in (("output", output), *(("input", given) for given in inputs)):
         if "\x00" in str(path):
             raise DataError(

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from ner_lightning.data.cli import main
@@ -70,6 +70,7 @@ def sandbox() -> Path:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=names, overwrite=st.booleans())
+@example(name="--", overwrite=False)  # argparse makes `--output=--` an empty list
 def test_any_output_name_writes_only_where_it_points_or_is_refused(
     sandbox: Path, capsys: pytest.CaptureFixture[str], name: str, overwrite: bool
 ) -> None:
