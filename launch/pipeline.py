@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -31,7 +30,7 @@ from typing import Any
 from launch.configs import LoadedConfig, load_config
 from launch.errors import JobFailedError, LaunchError
 from launch.fingerprints import dataset_fingerprint, folder_fingerprint, git_commit
-from launch.job_specs import MODEL_INPUT, MODEL_OUTPUT
+from launch.job_specs import MODEL_INPUT, MODEL_OUTPUT, azure_config_files
 from launch.jobs import (
     AssetRef,
     CommandJobSpec,
@@ -41,7 +40,6 @@ from launch.jobs import (
     JobResult,
     ModelRegistration,
     TrialResult,
-    job_output_uri,
 )
 from launch.lineage import (
     TAG_BACKBONE,
@@ -55,6 +53,7 @@ from launch.lineage import (
 from launch.local.workspace import write_json_atomic
 from launch.names import NAME_RULE, is_safe_name
 from launch.selection import select_best, write_selection
+from launch.steps import final_training as final_training_step
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
@@ -85,7 +84,6 @@ STEPS = (
 )
 STATE_VERSION = 1
 RESUME_INPUT = "resume_checkpoint"
-INIT_INPUT = "init_checkpoint"
 
 Announce = Callable[[str], Any]
 
@@ -611,7 +609,14 @@ class Pipeline:
             environment=AssetRef(env["name"], env["version"], env["fingerprint"]),
             git_commit=self.commit,
             train_configs=self._train_configs,
-            tracked_configs=(self.config.source,),
+            tracked_configs=(
+                self.config.source,
+                *azure_config_files(self.config.azure_config_dir, self.backend.name),
+            ),
+            final_configs=(
+                load_config(self.config.sweep_config),
+                load_config(self.config.final_training_config),
+            ),
             display_prefix=f"{self.config.name}-",
             backbone=AssetRef(backbone["name"], backbone["version"], backbone["fingerprint"])
             if backbone
@@ -851,149 +856,8 @@ class Pipeline:
         return self._step("selection", {"sweep": sweep["parent"]["run_id"]}, action)
 
     def final_training(self) -> dict[str, Any]:
-        """Train the selected configuration on train + validation, fixed seed, no early stopping.
-
-        A previous attempt with the same inputs that is still running (or completed) is re-attached;
-        one that was interrupted or failed is resumed from its `last.ckpt`, read through an
-        `azureml://jobs/<job>/outputs/model` input (the same on Azure ML and on the emulator).
-        """
-        from launch.job_specs import build_final_training
-
-        chosen = self._need("selection")["selection"]
-        context = self._job_context()
-        preview = self._resolve_final_training(chosen, claim=False)
-        hyperparameters = dict(sorted(chosen["params"].items()))
-        spec = build_final_training(
-            context,
-            hyperparameters,
-            seed=preview.seed,
-            epochs=self.config.final_epochs,
-            distribution=self.config.distribution,
-            timeout_s=self.config.timeouts["final_training"],
-        )
-        spec = replace(spec, tags={**spec.tags, TAG_SWEEP_ID: chosen["sweep_id"]})
-        inputs_key = {"spec": _spec_key(spec), "selection": chosen["trial_id"]}
-
-        def action() -> dict[str, Any]:
-            previous = None if self._attachable("final_training") else self._previous_job("final_training")
-            resolved = self._resolve_final_training(chosen, claim=True)
-            job = replace(spec, tags={**spec.tags, **_string_tags(resolved.mlflow_tags)})
-            if resolved.init_checkpoint and not previous:
-                # continue_from_previous / an explicit checkpoint: the job reads it as an input
-                # (a job-output reference, or a local file uploaded at submission).
-                job = replace(
-                    job,
-                    command=f"{job.command} --model.init_checkpoint ${{{{inputs.{INIT_INPUT}}}}}",
-                    inputs={**job.inputs, INIT_INPUT: JobInput("uri_file", str(resolved.init_checkpoint))},
-                )
-                self.announce(f"  starting from checkpoint {resolved.init_checkpoint}")
-            if previous:
-                job = _resuming(job, job_output_uri(previous, MODEL_OUTPUT))
-                self.announce(
-                    f"  resuming the interrupted final training from {job_output_uri(previous, MODEL_OUTPUT)}"
-                    f"/paths/{CHECKPOINT_DIR}/{LAST_CHECKPOINT} (job {previous})"
-                )
-            try:
-                result = self._run_job(job, "final_training")
-            except JobFailedError as exc:
-                self._mark_variant_failed(resolved, exc)
-                raise
-            self._mark_variant(resolved, result, resumed=bool(previous))
-            return {**_job_to_dict(result), "resumed_from": previous}
-
-        return self._step("final_training", inputs_key, action)
-
-    def _resolve_final_training(self, chosen: Mapping[str, Any], *, claim: bool) -> Any:
-        """Run the final-training loader (launch/final_training.py) over the selection."""
-        from launch.final_training import load_final_training_config
-
-        data = self._need("data_asset")
-        root = self.state_dir.parent
-        config_dir = root / "configs"
-        config_dir.mkdir(parents=True, exist_ok=True)
-        # The loader reads configs/final_training.yaml and a data config inside config_dir: keep
-        # frozen copies in the workspace, the data config naming the registered asset.
-        (config_dir / "final_training.yaml").write_bytes(self.config.final_training_config.read_bytes())
-        local = str(self.config.dataset_source or self._dataset_copy(data))
-        # JSON is YAML: the data config the loader reads.
-        write_json_atomic(
-            config_dir / "data.yaml",
-            {
-                "name": data["name"],
-                "version": data["version"],
-                "local_path": local,
-                "fingerprint": data["fingerprint"],
-            },
-        )
-        best = {"backbone": chosen["backbone"], **chosen["params"]}
-        return load_final_training_config(
-            root,
-            config_dir,
-            best,
-            {"name": self.config.experiment, "data_config": "data.yaml"},
-            train_config=dict(_thaw(self._train_configs[0].data)),
-            backend=self.backend.name,
-            claim=claim,
-            git_commit=self.commit,
-        )
-
-    def _dataset_copy(self, data: Mapping[str, Any]) -> Path:
-        """A local copy of a dataset that exists only as a job output (a prepared dataset).
-
-        The final-training loader reads the labels and hashes the files of the dataset it records;
-        the copy is downloaded once per data-asset version into the workspace and checked against the
-        registered fingerprint.
-
-        Raises:
-            LaunchError: The asset is not a job output (a dataset registered outside the pipeline), or
-                the downloaded copy does not hash to the registered fingerprint.
-        """
-        source = str(data.get("source") or "")
-        match = re.match(r"^azureml://jobs/([^/]+)/outputs/([^/]+)/?$", source)
-        if match is None:
-            raise LaunchError(
-                f"final training needs a local copy of data asset {data['name']}:{data['version']}, "
-                f"whose source {source or '(unknown)'} is not a job output",
-                field="dataset",
-                fix="give dataset.source_dir (a local folder) or dataset.prepare, or rerun with --force data_asset",
-            )
-        target = self.state_dir.parent / "datasets" / f"{data['name']}-{data['version']}"
-        folder = target / "named-outputs" / match.group(2)
-        if not folder.is_dir():
-            folder = self.backend.download_output(match.group(1), match.group(2), target)
-        if dataset_fingerprint(folder) != data["fingerprint"]:
-            raise LaunchError(
-                f"the local copy of data asset {data['name']}:{data['version']} does not match its "
-                "registered fingerprint",
-                path=folder,
-                fix=f"delete {target} to download it again",
-            )
-        return folder
-
-    def _mark_variant(self, resolved: Any, result: JobResult, *, resumed: bool) -> None:
-        """Record the variant complete with its final checkpoint as a job-output reference.
-
-        The model the conversion converts: `best.ckpt`, or `last.ckpt` after a resume (the copied
-        `best.ckpt` is the interrupted attempt's). `continue_from_previous` reads it on any backend.
-        """
-        from launch import final_training
-
-        output = result.outputs[MODEL_OUTPUT]
-        final_training.mark_variant_running(
-            resolved, run_id=result.run_id, job_id=result.job_id, output_dir=output
-        )
-        final_training.mark_variant_complete(
-            resolved,
-            metrics=dict(result.metrics),
-            run_id=result.run_id,
-            checkpoint=f"{output}/paths/{CHECKPOINT_DIR}/{LAST_CHECKPOINT if resumed else BEST_CHECKPOINT}",
-        )
-
-    def _mark_variant_failed(self, resolved: Any, exc: JobFailedError) -> None:
-        from launch import final_training
-
-        run_id = (getattr(exc, "job_result", None) or {}).get("run_id")
-        final_training.mark_variant_failed(resolved, error=exc.message[-2000:], run_id=run_id)
+        """Train (or reuse) the variant final_training.yaml resolves to (launch/steps/final_training.py)."""
+        return final_training_step.run(self)
 
     def conversion(self) -> dict[str, Any]:
         """Convert the final training's output to an int8 ONNX model folder on the CPU cluster."""
@@ -1070,9 +934,7 @@ class Pipeline:
         )
 
     def _job_context_tags(self) -> dict[str, str]:
-        from launch.job_specs import build_dry_run
-
-        return dict(build_dry_run(self._job_context()).tags)
+        return self._job_context().config_tags(final=True)
 
     # --- whole run ---------------------------------------------------------------------------
     def run(self, until: str | None = None) -> PipelineReport:
@@ -1150,16 +1012,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True, default=str)
     return "-" if value in (None, "", ":") else str(value)
-
-
-def _thaw(value: Any) -> Any:
-    from launch.configs import thaw
-
-    return thaw(value)
-
-
-def _string_tags(tags: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (tags or {}).items()}
 
 
 def _resuming(job: CommandJobSpec, previous_output: str) -> CommandJobSpec:

@@ -465,9 +465,19 @@ class VariantStore:
 
         Returns:
             The updated variant.
+
+        Raises:
+            LaunchError: The variant is complete (a complete variant is never rewritten).
         """
         with self._lock():
             record = self.read_record(Path(path))
+            if record.status == STATUS_COMPLETE:
+                raise LaunchError(
+                    f"variant v{record.variant} of spec_{record.spec_fp}_exec_{record.exec_fp} is complete: "
+                    "its metadata is never rewritten",
+                    path=record.path / METADATA_FILE,
+                    fix="train a new variant (run.mode: force_new) instead of changing a complete one",
+                )
             data = dict(record.metadata)
             data.update({key: value for key, value in fields.items()})
             return self._write(record.path, record.spec_fp, record.exec_fp, record.variant, status, data)

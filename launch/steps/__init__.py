@@ -1,0 +1,1 @@
+"""Pipeline steps whose logic lives outside `launch/pipeline.py`: functions taking the `Pipeline`."""
