@@ -1,4 +1,4 @@
-"""Which dataset a final run trains on, and where its outputs may live.
+"""Which dataset a final run trains on, where its outputs may live, and where its backbone is.
 
 The pipeline hands the registered dataset over directly (`ResolvedDataset`); the standalone
 loader resolves it from a local folder override, an explicit data config inside `configs/`, or the
@@ -18,6 +18,7 @@ from ner_lightning.errors import ConfigError
 
 
 def inside(path: Path, folder: Path) -> bool:
+    """Whether `path` resolves to a place inside `folder`."""
     try:
         path.resolve().relative_to(folder.resolve())
     except ValueError:
@@ -143,3 +144,26 @@ def resolve_dataset(
         data_config=data_config,
         labels=dataset_labels(local_path),
     )
+
+
+def portable_backbone(backbone: str, root_dir: Path) -> str:
+    """Project-relative spelling of a backbone path inside the project (fingerprints travel)."""
+    path = Path(backbone)
+    if path.is_absolute() and inside(path, root_dir):
+        return path.resolve().relative_to(root_dir.resolve()).as_posix()
+    return backbone
+
+
+def local_backbone(backbone: str, root_dir: Path) -> Path | None:
+    """The backbone's local folder when it names one (its config.json gives the architecture)."""
+    if backbone.startswith("pkg:"):
+        from ner_lightning.resources import resolve_path
+
+        try:
+            return Path(resolve_path(backbone))
+        except Exception:  # not installed here: the job itself checks the architecture
+            return None
+    for candidate in (root_dir / backbone, Path(backbone)):
+        if candidate.is_dir():
+            return candidate
+    return None

@@ -23,6 +23,7 @@ from launch.checkpoint_resolution import variant_checkpoint
 from launch.final_training.resolved import Action, ResolvedFinalTraining
 from launch.variants import (
     INCOMPLETE_STATUSES,
+    STATUS_ALLOCATED,
     STATUS_COMPLETE,
     STATUS_FAILED,
     STATUS_RUNNING,
@@ -33,6 +34,8 @@ from launch.variants import (
 from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT
 from ner_lightning.errors import ConfigError
 
+#: Statuses of a variant whose owner may be training it right now.
+ACTIVE_STATUSES = (STATUS_ALLOCATED, STATUS_RUNNING)
 #: Says whether a checkpoint reference (a local path or an azureml:// job output) still exists.
 CheckpointExists = Callable[[str], bool]
 

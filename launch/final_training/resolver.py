@@ -19,7 +19,12 @@ from typing import Any
 from launch.checkpoint_resolution import backbone_architecture, variant_checkpoint
 from launch.configs import load_config, thaw
 from launch.errors import LaunchError
-from launch.final_training.dataset import check_output_root, inside, resolve_dataset
+from launch.final_training.dataset import (
+    check_output_root,
+    local_backbone,
+    portable_backbone,
+    resolve_dataset,
+)
 from launch.final_training.decision import (
     CheckpointExists,
     decide,
@@ -44,7 +49,7 @@ from launch.final_training.starting_point import StartingPoint, resolve_starting
 from launch.final_training_schema import validate_settings
 from launch.fingerprints import code_fingerprint, exec_fingerprint, spec_fingerprint
 from launch.jobs import frozen_mapping
-from launch.variants import STATUS_RUNNING, VariantStore, backbone_slug, owned_by_another
+from launch.variants import VariantStore, backbone_slug
 from ner_lightning.contract import (
     STAGE_FINAL,
     TAG_DATASET_FINGERPRINT,
@@ -62,14 +67,6 @@ DEFAULT_SEED = 42
 Locate = Callable[[str], "Path | None"]
 
 
-def _portable_backbone(backbone: str, root_dir: Path) -> str:
-    """Project-relative spelling of a backbone path inside the project (fingerprints travel)."""
-    path = Path(backbone)
-    if path.is_absolute() and inside(path, root_dir):
-        return path.resolve().relative_to(root_dir.resolve()).as_posix()
-    return backbone
-
-
 def read_settings(path: Path, root_dir: Path) -> tuple[dict[str, Any], str]:
     """Read and validate final_training.yaml with the launcher's one YAML loader.
 
@@ -84,7 +81,9 @@ def read_settings(path: Path, root_dir: Path) -> tuple[dict[str, Any], str]:
     try:
         loaded = load_config(path)
     except LaunchError as error:  # the loader's contract: ConfigError, same file:line and fix
-        raise ConfigError(error.message, path=error.path, line=error.line, field=error.field, fix=error.fix) from None
+        raise ConfigError(
+            error.message, path=error.path, line=error.line, field=error.field, fix=error.fix
+        ) from None
     data = thaw(loaded.data) if loaded.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(
@@ -142,8 +141,7 @@ def load_final_training_config(
 
     Raises:
         ConfigError: Invalid YAML content, an unknown key, a bad value, a missing dataset or
-            checkpoint, an incompatible starting checkpoint, a parent still running, or the file
-            changed while a variant resolved from it is running.
+            checkpoint, an incompatible starting checkpoint, or a parent still running.
     """
     root_dir = Path(root_dir)
     config_dir = Path(config_dir) if config_dir is not None else root_dir / "configs"
@@ -185,29 +183,6 @@ def load_final_training_config(
     )
 
 
-def _refuse_edit_while_running(store: VariantStore, config_path: Path | None, sha: str) -> None:
-    """final_training.yaml changed while a variant resolved from it is still being trained: refuse."""
-    if config_path is None or not sha:
-        return
-    for record in store.scan():
-        meta = record.metadata
-        if (
-            record.status == STATUS_RUNNING
-            and meta.get("config_path") == str(config_path)
-            and meta.get("config_sha256") not in (None, "", sha)
-            and owned_by_another(record)
-        ):
-            owner = meta.get("owner") or {}
-            raise ConfigError(
-                f"{config_path.name} changed while variant v{record.variant} resolved from it is running "
-                f"(process {owner.get('pid')} on {owner.get('host')}; sha256 {str(meta['config_sha256'])[:12]} "
-                f"then, {sha[:12]} now)",
-                path=config_path,
-                field="final_training.yaml",
-                fix="wait for that run to finish, or restore the file; then run again",
-            )
-
-
 def resolve(
     settings: Mapping[str, Any],
     *,
@@ -240,7 +215,7 @@ def resolve(
             field="backbone",
             fix="pass the selection's best configuration (it carries `backbone`)",
         )
-    backbone = _portable_backbone(str(backbone), root_dir)
+    backbone = portable_backbone(str(backbone), root_dir)
     hyperparameters = merge_hyperparameters(defaults, best, settings["training"], budget)
     if (
         hyperparameters.get("warmup_steps") is not None
@@ -285,8 +260,6 @@ def resolve(
 
     store = VariantStore(root_dir / settings["output"]["root"] / backend)
     source_type, mode = settings["source"]["type"], settings["run"]["mode"]
-    if bookkeeping:
-        _refuse_edit_while_running(store, config_path, config_sha256)
     base = merge_hyperparameters(defaults, best, {}, budget)
     base["use_crf"] = use_crf
     start: StartingPoint = resolve_starting_point(
@@ -299,7 +272,7 @@ def resolve(
         backbone=backbone,
         dataset=dataset,
         crf=use_crf,
-        architecture=backbone_architecture(backbone_dir),
+        architecture=backbone_architecture(backbone_dir or local_backbone(backbone, root_dir)),
         config_path=config_path,
         locate=locate,
     )

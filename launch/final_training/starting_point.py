@@ -23,8 +23,9 @@ from launch.checkpoint_resolution import (
     resolve_checkpoint_from_fingerprints,
     validate_checkpoint,
 )
+from launch.final_training.decision import ACTIVE_STATUSES
 from launch.final_training.resolved import ResolvedDataset
-from launch.variants import STATUS_RUNNING, VariantRecord, VariantStore, owned_by_another
+from launch.variants import VariantRecord, VariantStore, owned_by_another
 from ner_lightning.errors import ConfigError
 
 
@@ -46,7 +47,7 @@ class StartingPoint:
 
 
 def _still_running(record: VariantRecord | None, field_name: str, config_path: Path | None) -> None:
-    if record is not None and record.status == STATUS_RUNNING:
+    if record is not None and record.status in ACTIVE_STATUSES and owned_by_another(record):
         raise ConfigError(
             f"the parent final run v{record.variant} (spec_{record.spec_fp}_exec_{record.exec_fp}) is still "
             "running: continue_from_previous needs its final checkpoint",
@@ -130,7 +131,7 @@ def resolve_starting_point(
         running = [
             r
             for r in store.scan(exec_fp=exec_fp)
-            if r.status == STATUS_RUNNING
+            if r.status in ACTIVE_STATUSES
             and owned_by_another(r)
             and r.metadata.get("backbone") == backbone
             and (r.metadata.get("dataset") or {}).get("fingerprint") == dataset.fingerprint

@@ -139,7 +139,7 @@ def run(pipeline: Pipeline) -> dict[str, Any]:
         run_id=result.run_id,
         job_result=payload,
     )
-    _warn_if_edited(pipeline, resolved)
+    _refuse_if_edited(resolved)
     _record(pipeline, fingerprint, "completed", payload)
     pipeline.report.ran.append(STEP)
     _announce_step(pipeline, "done")
@@ -300,16 +300,25 @@ def _announce_step(pipeline: Pipeline, what: str) -> None:
     pipeline.announce(f"[{STEPS.index(STEP) + 1}/{len(STEPS)}] {STEP}: {what}")
 
 
-def _warn_if_edited(pipeline: Pipeline, resolved: ResolvedFinalTraining) -> None:
+def _refuse_if_edited(resolved: ResolvedFinalTraining) -> None:
+    """final_training.yaml changed while its variant was training: stop before conversion and registration.
+
+    The variant stays complete with the file it ran (its metadata records that sha256); converting
+    and registering it now would tag the model with the edited file's hash.
+
+    Raises:
+        LaunchError: Naming the file, both hashes and the fix.
+    """
     path = Path(resolved.config_path) if resolved.config_path else None
-    if (
-        path is not None
-        and path.is_file()
-        and hashlib.sha256(path.read_bytes()).hexdigest() != resolved.config_sha256
-    ):
-        pipeline.announce(
-            f"  note: {path.name} changed while v{resolved.variant} was training; v{resolved.variant} records what "
-            "it ran, the next run resolves the new file"
+    now = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else ""
+    if path is not None and now != resolved.config_sha256:
+        raise LaunchError(
+            f"{path.name} changed while variant v{resolved.variant} was training (sha256 "
+            f"{resolved.config_sha256[:12]} then, {now[:12] or 'deleted'} now): v{resolved.variant} is kept "
+            "complete with the file it ran, nothing is converted or registered from it",
+            path=path,
+            field="final_training",
+            fix="run the pipeline again: it resolves the file as it is now (a new variant)",
         )
 
 
