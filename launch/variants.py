@@ -28,10 +28,9 @@ from filelock import FileLock
 from launch.errors import LaunchError
 from launch.jobs import frozen_mapping
 from launch.local.workspace import write_json_atomic
-from launch.variant_owners import current_owner, owned_by_another, owner_is_alive, utc_now
+from launch.variant_owners import current_owner, owned_by_another, utc_now
 from launch.variant_record import (
     GROUP_RE,
-    INCOMPLETE_STATUSES,
     STATUS_ALLOCATED,
     STATUS_COMPLETE,
     STATUS_CORRUPT,
@@ -42,7 +41,6 @@ from launch.variant_record import (
     VariantBusyError,
     VariantRecord,
     VariantStatus,
-    backbone_slug,
     group_key,
 )
 
@@ -382,25 +380,3 @@ class VariantStore:
                 cache[key] = {"variant": variant, "path": str(path), "checkpoint": record.checkpoint}
                 write_json_atomic(self.root / CACHE_FILE, cache)
         return record
-
-
-__all__ = [
-    "INCOMPLETE_STATUSES",
-    "METADATA_FILE",
-    "STATUS_ALLOCATED",
-    "STATUS_COMPLETE",
-    "STATUS_CORRUPT",
-    "STATUS_FAILED",
-    "STATUS_RUNNING",
-    "VariantBookkeepingWarning",
-    "VariantBusyError",
-    "VariantRecord",
-    "VariantStatus",
-    "VariantStore",
-    "backbone_slug",
-    "current_owner",
-    "group_key",
-    "owned_by_another",
-    "owner_is_alive",
-    "utc_now",
-]

@@ -21,16 +21,16 @@ from typing import Any
 
 from launch.checkpoint_resolution import variant_checkpoint
 from launch.final_training.resolved import Action, ResolvedFinalTraining
-from launch.variants import (
+from launch.variant_owners import owned_by_another
+from launch.variant_record import (
     INCOMPLETE_STATUSES,
     STATUS_ALLOCATED,
     STATUS_COMPLETE,
     STATUS_FAILED,
     STATUS_RUNNING,
     VariantRecord,
-    VariantStore,
-    owned_by_another,
 )
+from launch.variants import VariantStore
 from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT
 from ner_lightning.errors import ConfigError
 

@@ -49,7 +49,8 @@ from launch.final_training.starting_point import StartingPoint, resolve_starting
 from launch.final_training_schema import validate_settings
 from launch.fingerprints import code_fingerprint, exec_fingerprint, spec_fingerprint
 from launch.jobs import frozen_mapping
-from launch.variants import VariantStore, backbone_slug
+from launch.variant_record import backbone_slug
+from launch.variants import VariantStore
 from ner_lightning.contract import (
     STAGE_FINAL,
     TAG_DATASET_FINGERPRINT,

@@ -16,8 +16,8 @@ from launch.variants import (
     STATUS_CORRUPT,
     VariantBookkeepingWarning,
     VariantStore,
-    backbone_slug,
 )
+from launch.variant_record import backbone_slug
 from tests.conftest import REPO_ROOT
 
 SPEC, EXEC = "a" * 16, "b" * 16
