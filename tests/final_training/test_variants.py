@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from launch.variant_record import backbone_slug
 from launch.variants import (
     INDEX_FILE,
     METADATA_FILE,
@@ -17,7 +18,6 @@ from launch.variants import (
     VariantBookkeepingWarning,
     VariantStore,
 )
-from launch.variant_record import backbone_slug
 from tests.conftest import REPO_ROOT
 
 SPEC, EXEC = "a" * 16, "b" * 16
