@@ -125,8 +125,9 @@ def run(pipeline: Pipeline) -> dict[str, Any]:
             error.job_result = _plain(result)
             raise error
     except JobFailedError as exc:
-        mark_variant_failed(resolved, error=exc.message[-2000:], run_id=(exc.job_result or {}).get("run_id"))
-        _record(pipeline, fingerprint, "failed", {**_outcome(resolved), **(exc.job_result or {})})
+        failure = dict(getattr(exc, "job_result", None) or {})
+        mark_variant_failed(resolved, error=exc.message[-2000:], run_id=failure.get("run_id"))
+        _record(pipeline, fingerprint, "failed", {**failure, "variant": _outcome(resolved)})
         raise
     output = result.outputs[MODEL_OUTPUT]
     payload = {**_plain(result), "resumed_from": resumed_from, "variant": _outcome(resolved)}
