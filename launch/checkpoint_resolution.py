@@ -11,12 +11,16 @@ for the `ner_lightning` key in its pickle, never by loading it.
 
 from __future__ import annotations
 
-import hashlib
+import collections
+import io
+import json
+import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from launch.fingerprints import file_sha256
 from launch.variants import STATUS_COMPLETE, VariantRecord, VariantStore
 from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR
 from ner_lightning.errors import ConfigError
@@ -221,17 +225,156 @@ def init_identity(checkpoint: str, parent: Mapping[str, Any] | None) -> dict[str
         return dict(parent)
     path = Path(checkpoint)
     if path.is_file():
-        digest = hashlib.sha256()
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-        return {"sha256": digest.hexdigest()}
+        return {"sha256": file_sha256(path)}
     return {"path": checkpoint}
 
 
+# --- what a checkpoint was trained on (torch-free) --------------------------------------------
+#: Backbone config keys that define the architecture (ner_lightning.model.module compares the same).
+ARCHITECTURE_KEYS = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "vocab_size",
+)
+
+
+class _Opaque(dict):
+    """Stands for every object of a checkpoint's pickle that is not plain data (tensors, torch types)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Opaque:
+        return dict.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        dict.__init__(self)
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def append(self, item: Any) -> None:
+        pass
+
+    def extend(self, items: Any) -> None:
+        pass
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Reads the plain data of a checkpoint's pickle; never imports or calls anything else."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        return _Opaque
+
+    def persistent_load(self, pid: Any) -> Any:
+        return None
+
+
+def checkpoint_identity(path: str | Path) -> dict[str, Any] | None:
+    """The `ner_lightning` record of a checkpoint (labels, backbone, backbone config, head), torch-free.
+
+    Args:
+        path: A `.ckpt` file (the zip archive `torch.save` writes).
+
+    Returns:
+        `{"label_names", "backbone", "backbone_config", "head"}` (as stored), or None when the file
+        cannot be read this way (the job itself still checks it when it loads the weights).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
+            data = _PlainDataUnpickler(io.BytesIO(archive.read(name))).load()
+    except Exception:  # any unreadable file: the training job reports it precisely
+        return None
+    record = data.get("ner_lightning") if isinstance(data, dict) else None
+    return dict(record) if isinstance(record, dict) else None
+
+
+def backbone_architecture(folder: str | Path | None) -> dict[str, Any] | None:
+    """The architecture keys of a local backbone folder's config.json, or None when unknown."""
+    if folder is None:
+        return None
+    config = Path(folder) / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {key: data.get(key) for key in ARCHITECTURE_KEYS if key in data}
+
+
+def check_compatible(
+    checkpoint: str,
+    *,
+    labels: tuple[str, ...],
+    crf: bool,
+    architecture: Mapping[str, Any] | None,
+    field_name: str,
+    settings_path: Path | None,
+) -> None:
+    """Refuse a starting checkpoint trained on other labels, another head or another backbone architecture.
+
+    Args:
+        checkpoint: A local `.ckpt` file.
+        labels: The label set of the dataset this run trains on.
+        crf: Whether this run trains a CRF head.
+        architecture: This run's backbone architecture keys, or None when unknown (not compared).
+        field_name: The final_training.yaml field the checkpoint came from.
+        settings_path: final_training.yaml, for the message.
+
+    Raises:
+        ConfigError: Naming what differs and the fix.
+    """
+    identity = checkpoint_identity(checkpoint)
+    if identity is None:
+        return
+    fix = "start from a checkpoint of the same labels, head and backbone, or use source.type: scratch"
+    theirs = list(identity.get("label_names") or [])
+    if labels and theirs and theirs != list(labels):
+        raise ConfigError(
+            f"the starting checkpoint {checkpoint} was trained on labels {theirs}, this run trains on {list(labels)}",
+            path=settings_path,
+            field=field_name,
+            fix=fix,
+        )
+    head = identity.get("head") or {}
+    their_crf = (
+        "crf" in str(head.get("class_path", "")).rsplit(".", 1)[-1].lower()
+        if isinstance(head, dict) and head
+        else bool(identity.get("use_crf"))
+    )
+    if their_crf != crf:
+        raise ConfigError(
+            f"the starting checkpoint {checkpoint} has a {'CRF' if their_crf else 'softmax'} head, "
+            f"this run trains a {'CRF' if crf else 'softmax'} head",
+            path=settings_path,
+            field=field_name,
+            fix=fix,
+        )
+    config = identity.get("backbone_config") or {}
+    if architecture and isinstance(config, dict):
+        differences = [
+            f"{key}: checkpoint {config.get(key)!r} vs run {architecture.get(key)!r}"
+            for key in ARCHITECTURE_KEYS
+            if key in architecture and key in config and config.get(key) != architecture.get(key)
+        ]
+        if differences:
+            raise ConfigError(
+                f"the starting checkpoint {checkpoint} has another backbone architecture "
+                f"({identity.get('backbone')}): {', '.join(differences)}",
+                path=settings_path,
+                field=field_name,
+                fix=fix,
+            )
+
+
 __all__ = [
+    "backbone_architecture",
+    "check_compatible",
     "checkpoint_by_path",
     "checkpoint_by_reference",
+    "checkpoint_identity",
     "init_identity",
     "latest_related_run",
     "resolve_checkpoint_from_fingerprints",

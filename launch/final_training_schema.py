@@ -2,29 +2,27 @@
 
 `validate_settings` checks a parsed final_training.yaml against `SCHEMA` and fills in `DEFAULTS`;
 an unknown key names the closest valid one, and every error names the file, line and field.
-`read_yaml_with_lines` reads a YAML mapping together with the line of each dotted key (for
-those messages) and the sha256 of the file's bytes. `launch/final_training.py` resolves the
-validated settings into one run.
+The file itself is read by the launcher's one YAML loader (`launch.configs.load_config`: sha256,
+duplicate keys refused, `line_of` for messages); `launch/final_training/` resolves the validated
+settings into one run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
-import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from ner_lightning.config_files import safe_load_strict
 from ner_lightning.errors import ConfigError
 
 DEFAULT_OUTPUT_ROOT = "outputs/final_training"
 
 RunMode = Literal["reuse_if_exists", "force_new", "resume_if_incomplete", "continue_from_previous"]
 SourceType = Literal["scratch", "hpo_best", "final_training"]
+#: Where an error points: dotted key -> line, or a function giving it (`LoadedConfig.line_of`).
+Lines = Mapping[str, int] | Callable[[str], "int | None"]
 RUN_MODES = ("reuse_if_exists", "force_new", "resume_if_incomplete", "continue_from_previous")
 SOURCE_TYPES = ("scratch", "hpo_best", "final_training")
 
@@ -35,7 +33,13 @@ SCHEMA: dict[str, Any] = {
     "run": {"mode": "run_mode"},
     "source": {"type": "source_type", "parent": "ref"},
     "dataset": {"data_config": "opt_str", "local_path_override": "opt_str"},
-    "checkpoint": {"load": "opt_bool", "source": "ref", "validate": "bool"},
+    # `load_from_checkpoint` is the plan's spelling of `load`.
+    "checkpoint": {
+        "load": "opt_bool",
+        "load_from_checkpoint": "opt_bool",
+        "source": "ref",
+        "validate": "bool",
+    },
     "variant": {"number": "opt_variant"},
     "identity": {"include_code_fp": "bool", "include_precision_fp": "bool", "include_determinism_fp": "bool"},
     "seed": {"random_seed": "opt_seed"},
@@ -47,6 +51,7 @@ SCHEMA: dict[str, Any] = {
         "weight_decay": "opt_nonneg_float",
         "gradient_accumulation_steps": "opt_pos_int",
         "warmup_ratio": "opt_prob",
+        "warmup_steps": "opt_nonneg_int",
         "max_grad_norm": "opt_pos_float",
         "use_crf": "opt_bool",
         "combine_train_validation": "opt_bool",
@@ -61,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "run": {"mode": "reuse_if_exists"},
     "source": {"type": "hpo_best", "parent": None},
     "dataset": {"data_config": None, "local_path_override": None},
-    "checkpoint": {"load": False, "source": None, "validate": True},
+    "checkpoint": {"load": False, "load_from_checkpoint": None, "source": None, "validate": True},
     "variant": {"number": None},
     "identity": {"include_code_fp": True, "include_precision_fp": True, "include_determinism_fp": False},
     "seed": {"random_seed": None},
@@ -73,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": None,
         "gradient_accumulation_steps": None,
         "warmup_ratio": None,
+        "warmup_steps": None,
         "max_grad_norm": None,
         "use_crf": None,
         "combine_train_validation": None,
@@ -83,72 +89,21 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-# --- YAML loading with line numbers ---------------------------------------------------------
-def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
-    """Dotted key -> 1-based line, from a composed YAML node tree."""
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            dotted = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            lines[dotted] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, dotted))
-    return lines
-
-
-def read_yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int], str]:
-    """Read a YAML mapping; return it, its key lines and the sha256 of the file's bytes.
-
-    Args:
-        path: The YAML file.
-
-    Returns:
-        (the mapping, dotted key -> 1-based line, sha256 hex digest of the file's bytes).
-
-    Raises:
-        ConfigError: The file cannot be read, is malformed YAML, or is not a mapping.
-    """
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(
-            f"cannot read the file ({error.strerror})", path=path, fix="check the path"
-        ) from error
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        node = yaml.compose(text)
-        data = safe_load_strict(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise ConfigError(
-            f"malformed YAML: {getattr(error, 'problem', error)}",
-            path=path,
-            line=mark.line + 1 if mark else None,
-            fix="fix the YAML syntax",
-        ) from error
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            "expected a mapping at the top level", path=path, line=1, fix="write `section: {...}` keys"
-        )
-    return data, _key_lines(node) if node is not None else {}, hashlib.sha256(raw).hexdigest()
-
-
 # --- Validation -----------------------------------------------------------------------------
 class _Validator:
     """Checks a final-training settings mapping against SCHEMA, naming file, line and field."""
 
-    def __init__(self, path: Path | None, lines: Mapping[str, int]) -> None:
+    def __init__(self, path: Path | None, lines: Lines) -> None:
         self.path = path
-        self.lines = lines
+        self.line_of: Callable[[str], int | None] = lines if callable(lines) else lines.get
 
     def error(self, field_name: str, message: str, fix: str) -> ConfigError:
-        line = self.lines.get(field_name)
+        line = self.line_of(field_name)
         if line is None:  # point at the closest enclosing key we know the line of
             parent = field_name
             while "." in parent and line is None:
                 parent = parent.rsplit(".", 1)[0]
-                line = self.lines.get(parent)
+                line = self.line_of(parent)
         return ConfigError(message, path=self.path, line=line, field=field_name, fix=fix)
 
     def unknown_key(self, dotted: str, key: str, valid: Sequence[str]) -> ConfigError:
@@ -279,14 +234,14 @@ class _Validator:
 
 
 def validate_settings(
-    data: Mapping[str, Any], path: Path | None = None, lines: Mapping[str, int] | None = None
+    data: Mapping[str, Any], path: Path | None = None, lines: Lines | None = None
 ) -> dict[str, Any]:
     """Validate a final_training.yaml mapping and fill in the plan's defaults.
 
     Args:
         data: The parsed YAML.
         path: File the mapping came from (for error messages).
-        lines: Dotted key -> line number (for error messages).
+        lines: Dotted key -> line number, or `LoadedConfig.line_of` (for error messages).
 
     Returns:
         The complete settings (every section and key present).
@@ -305,6 +260,16 @@ def validate_settings(
             f"run mode 'continue_from_previous' needs source.type 'final_training', got {source!r}",
             "set source.type: final_training (and optionally source.parent), or choose another run mode",
         )
+    alias = settings["checkpoint"].pop("load_from_checkpoint")
+    raw_checkpoint = data.get("checkpoint") or {}
+    if alias is not None:
+        if raw_checkpoint.get("load") is not None and raw_checkpoint["load"] != alias:
+            raise checker.error(
+                "checkpoint.load_from_checkpoint",
+                "checkpoint.load and checkpoint.load_from_checkpoint (the plan's name of the same switch) disagree",
+                "keep one of them",
+            )
+        settings["checkpoint"]["load"] = alias
     load = settings["checkpoint"]["load"]
     if source == "scratch" and load:
         raise checker.error(
@@ -312,7 +277,7 @@ def validate_settings(
             "source.type 'scratch' never loads a checkpoint",
             "set checkpoint.load: false, or source.type: hpo_best / final_training",
         )
-    if source == "final_training" and load is False and "load" in (data.get("checkpoint") or {}):
+    if source == "final_training" and load is False and ("load" in raw_checkpoint or alias is not None):
         raise checker.error(
             "checkpoint.load",
             "source.type 'final_training' initialises from the parent run's checkpoint",
@@ -335,6 +300,5 @@ __all__ = [
     "SOURCE_TYPES",
     "RunMode",
     "SourceType",
-    "read_yaml_with_lines",
     "validate_settings",
 ]

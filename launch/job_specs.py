@@ -11,10 +11,12 @@ every stage is written once, here, following docs/architecture.md:
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from launch.configs import LoadedConfig, config_file_input, config_hash_tags, config_hashes_json
+from launch.configs import LoadedConfig, config_file_input, config_hash_tags, config_hashes_json, load_config
 from launch.errors import LaunchError
 from launch.jobs import (
     AssetRef,
@@ -72,6 +74,8 @@ class JobContext:
         display_prefix: Prefix of every display name (for example the pipeline run's name).
         backbone: Registered backbone folder passed to every training job as the input `backbone`
             (`--model.backbone ${{inputs.backbone}}`), or None when the configs name a loadable one.
+        final_configs: Configs only final training and what follows depend on (sweep.yaml through
+            the selection, final_training.yaml): hashed into the final and conversion jobs' tags.
     """
 
     experiment_name: str
@@ -82,6 +86,7 @@ class JobContext:
     tracked_configs: tuple[LoadedConfig, ...] = field(default_factory=tuple)
     display_prefix: str = ""
     backbone: AssetRef | None = None
+    final_configs: tuple[LoadedConfig, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if not self.train_configs:
@@ -90,6 +95,11 @@ class JobContext:
                 field="train_configs",
                 fix="pass the base training config (configs/*.yaml)",
             )
+
+    def config_tags(self, *, final: bool = False) -> dict[str, str]:
+        """`config_sha256.<file>` tags of every config a job depends on (`final`: final training and after)."""
+        configs = (*self.train_configs, *self.tracked_configs, *(self.final_configs if final else ()))
+        return config_hash_tags(configs)
 
 
 def _config_inputs(ctx: JobContext) -> dict[str, JobInput]:
@@ -100,7 +110,7 @@ def _config_inputs(ctx: JobContext) -> dict[str, JobInput]:
 
 
 def _base_tags(ctx: JobContext, stage: str, production_eligible: bool) -> dict[str, str]:
-    tags = config_hash_tags((*ctx.train_configs, *ctx.tracked_configs))
+    tags = ctx.config_tags(final=stage in (STAGE_FINAL, STAGE_CONVERSION))
     tags.update(
         {
             TAG_STAGE: stage,
@@ -114,6 +124,18 @@ def _base_tags(ctx: JobContext, stage: str, production_eligible: bool) -> dict[s
         }
     )
     return tags
+
+
+def azure_config_files(config_dir: Path | None, backend: str) -> tuple[LoadedConfig, ...]:
+    """The `configs/azure/*.yaml` files a backend uses (hashed into every job's tags).
+
+    Both backends provision the clusters of `compute.yaml`; the Azure backend also reads
+    `workspace.yaml`.
+    """
+    if config_dir is None:
+        return ()
+    names = ("compute.yaml", "workspace.yaml") if backend == "azure" else ("compute.yaml",)
+    return tuple(load_config(config_dir / name) for name in names if (config_dir / name).is_file())
 
 
 def _env_vars(ctx: JobContext) -> dict[str, str]:
@@ -245,6 +267,36 @@ def build_sweep(
     )
 
 
+def final_arguments(values: Mapping[str, object], *, seed: int) -> list[tuple[str, str]]:
+    """Training CLI `(argument, value)` pairs of final-training values: the one use of the map.
+
+    Args:
+        values: Canonical name -> value (keys of `PARAMETER_ARGUMENTS`); None values are left out.
+        seed: `--seed_everything` value.
+
+    Raises:
+        LaunchError: A name maps to no training CLI argument, or the seed is invalid.
+    """
+    unknown = sorted(set(values) - set(PARAMETER_ARGUMENTS))
+    if unknown:
+        raise LaunchError(
+            f"unknown hyperparameter(s) {', '.join(unknown)}",
+            field="hyperparameters",
+            fix=f"use names from {', '.join(sorted(PARAMETER_ARGUMENTS))}",
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise LaunchError(
+            f"seed {seed!r} is not an integer >= 0", field="seed", fix="give a fixed integer seed"
+        )
+    order = list(PARAMETER_ARGUMENTS)
+    pairs = [
+        (PARAMETER_ARGUMENTS[key], format_cli_value(value))
+        for key, value in sorted(values.items(), key=lambda item: order.index(item[0]))
+        if value is not None
+    ]
+    return [*pairs, ("--seed_everything", str(seed))]
+
+
 def build_final_training(
     ctx: JobContext,
     hyperparameters: Mapping[str, object],
@@ -256,47 +308,36 @@ def build_final_training(
     name: str = STAGE_FINAL,
     extra_args: Sequence[str] = (),
 ) -> CommandJobSpec:
-    """The final training: selected hyperparameters on train+validation, fixed seed, no early stop.
+    """The final training job: the given values on train+validation, fixed seed, no early stop.
+
+    The pipeline builds it from the resolved final-training object
+    (`launch.final_training.command.final_job`), whose values always name the train+validation
+    merge and early stopping; here they default to the plan's (merged, off) when absent.
 
     Args:
         ctx: Shared job context.
-        hyperparameters: Sweep parameter name -> selected value (names from `PARAMETER_ARGUMENTS`).
+        hyperparameters: Canonical name -> value (names from `PARAMETER_ARGUMENTS`).
         seed: `--seed_everything` value.
-        epochs: Full epoch budget; overrides `hyperparameters["epochs"]` when given. When both are
-            absent the training config's `trainer.max_epochs` applies.
+        epochs: Full epoch budget; overrides `hyperparameters["epochs"]` when given.
         distribution: Multi-node settings, or None.
         timeout_s: Wall-clock limit, or None.
-        name: Step name (and display name suffix), e.g. with a variant number.
-        extra_args: Further training CLI arguments appended verbatim (e.g. a checkpoint to
-            initialise from, resolved by the final-training config loader).
+        name: Step name (and display name suffix).
+        extra_args: Further training CLI arguments appended verbatim (the starting checkpoint).
 
     Raises:
         LaunchError: A hyperparameter name maps to no training CLI argument, or the seed is invalid.
     """
-    unknown = sorted(set(hyperparameters) - set(PARAMETER_ARGUMENTS))
-    if unknown:
-        raise LaunchError(
-            f"unknown hyperparameter(s) {', '.join(unknown)}",
-            field="hyperparameters",
-            fix=f"use names from {', '.join(sorted(PARAMETER_ARGUMENTS))}",
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise LaunchError(
-            f"seed {seed!r} is not an integer >= 0", field="seed", fix="give a fixed integer seed"
-        )
-    values = dict(hyperparameters)
+    values = {"combine_train_validation": True, "early_stopping.enabled": False, **hyperparameters}
     if epochs is not None:
         values["epochs"] = epochs
-    extra = [f"{PARAMETER_ARGUMENTS[key]} {format_cli_value(value)}" for key, value in values.items()]
-    extra += [
-        "--data.combine_train_validation true",
-        f"--seed_everything {seed}",
-        "--early_stopping.enabled false",
-        "--onnx_export.enabled true",
-        *_distribution_args(distribution),
-        *extra_args,
-    ]
-    hp_tags = {f"{TAG_HYPERPARAMETER_PREFIX}{key}": format_cli_value(value) for key, value in values.items()}
+    pairs = final_arguments(values, seed=seed)
+    extra = [f"{argument} {shlex.quote(value)}" for argument, value in pairs]
+    extra += ["--onnx_export.enabled true", *_distribution_args(distribution), *extra_args]
+    hp_tags = {
+        f"{TAG_HYPERPARAMETER_PREFIX}{key}": format_cli_value(value)
+        for key, value in values.items()
+        if value is not None
+    }
     hp_tags[f"{TAG_HYPERPARAMETER_PREFIX}seed"] = str(seed)
     return _command_spec(
         ctx,

@@ -25,29 +25,25 @@ object: its step bookkeeping (`_step`), job submission and one method per step.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from launch.backends import make_backend
 from launch.configs import load_config
 from launch.errors import JobFailedError, LaunchError
-from launch.files import write_json_atomic
 from launch.fingerprints import dataset_fingerprint, git_commit
-from launch.job_specs import MODEL_OUTPUT
-from launch.jobs import AssetRef, CommandJobSpec, JobInput, JobResult, job_output_uri
-from launch.lineage import TAG_SWEEP_ID
+from launch.job_specs import azure_config_files
+from launch.jobs import AssetRef, CommandJobSpec, JobResult
 from launch.pipeline_config import NAMED_KEYS, PipelineConfig, load_pipeline_config
 from launch.pipeline_run import run_pipeline, run_steps, summarize, write_summary
 from launch.pipeline_state import STEPS, PipelineState, StepRecord, state_dir_for, step_digest
 from launch.pipeline_state import job_record as _job_to_dict
-from launch.pipeline_state import spec_key as _spec_key
+from launch.steps import final_training as final_training_step
 from launch.steps import prepare, release
 from launch.steps import sweep as sweep_steps
 from launch.steps.reuse import missing_outputs
-from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT
 
 #: Re-exported: the names `launch.pipeline` offered before the split (CLI, notebook, tests).
 __all__ = [
@@ -65,8 +61,6 @@ __all__ = [
     "state_dir_for",
 ]
 
-RESUME_INPUT = "resume_checkpoint"
-INIT_INPUT = "init_checkpoint"
 
 Announce = Callable[[str], Any]
 
@@ -227,7 +221,14 @@ class Pipeline:
             environment=AssetRef(env["name"], env["version"], env["fingerprint"]),
             git_commit=self.commit,
             train_configs=self._train_configs,
-            tracked_configs=(self.config.source,),
+            tracked_configs=(
+                self.config.source,
+                *azure_config_files(self.config.azure_config_dir, self.backend.name),
+            ),
+            final_configs=(
+                load_config(self.config.sweep_config),
+                load_config(self.config.final_training_config),
+            ),
             display_prefix=f"{self.config.name}-",
             backbone=AssetRef(backbone["name"], backbone["version"], backbone["fingerprint"])
             if backbone
@@ -277,149 +278,8 @@ class Pipeline:
         return sweep_steps.selection(self)
 
     def final_training(self) -> dict[str, Any]:
-        """Train the selected configuration on train + validation, fixed seed, no early stopping.
-
-        A previous attempt with the same inputs that is still running (or completed) is re-attached;
-        one that was interrupted or failed is resumed from its `last.ckpt`, read through an
-        `azureml://jobs/<job>/outputs/model` input (the same on Azure ML and on the emulator).
-        """
-        from launch.job_specs import build_final_training
-
-        chosen = self._need("selection")["selection"]
-        context = self._job_context()
-        preview = self._resolve_final_training(chosen, claim=False)
-        hyperparameters = dict(sorted(chosen["params"].items()))
-        spec = build_final_training(
-            context,
-            hyperparameters,
-            seed=preview.seed,
-            epochs=self.config.final_epochs,
-            distribution=self.config.distribution,
-            timeout_s=self.config.timeouts["final_training"],
-        )
-        spec = replace(spec, tags={**spec.tags, TAG_SWEEP_ID: chosen["sweep_id"]})
-        inputs_key = {"spec": _spec_key(spec), "selection": chosen["trial_id"]}
-
-        def action() -> dict[str, Any]:
-            previous = None if self._attachable("final_training") else self._previous_job("final_training")
-            resolved = self._resolve_final_training(chosen, claim=True)
-            job = replace(spec, tags={**spec.tags, **_string_tags(resolved.mlflow_tags)})
-            if resolved.init_checkpoint and not previous:
-                # continue_from_previous / an explicit checkpoint: the job reads it as an input
-                # (a job-output reference, or a local file uploaded at submission).
-                job = replace(
-                    job,
-                    command=f"{job.command} --model.init_checkpoint ${{{{inputs.{INIT_INPUT}}}}}",
-                    inputs={**job.inputs, INIT_INPUT: JobInput("uri_file", str(resolved.init_checkpoint))},
-                )
-                self.announce(f"  starting from checkpoint {resolved.init_checkpoint}")
-            if previous:
-                job = _resuming(job, job_output_uri(previous, MODEL_OUTPUT))
-                self.announce(
-                    f"  resuming the interrupted final training from {job_output_uri(previous, MODEL_OUTPUT)}"
-                    f"/paths/{CHECKPOINT_DIR}/{LAST_CHECKPOINT} (job {previous})"
-                )
-            try:
-                result = self._run_job(job, "final_training")
-            except JobFailedError as exc:
-                self._mark_variant_failed(resolved, exc)
-                raise
-            self._mark_variant(resolved, result, resumed=bool(previous))
-            return {**_job_to_dict(result), "resumed_from": previous}
-
-        return self._step("final_training", inputs_key, action)
-
-    def _resolve_final_training(self, chosen: Mapping[str, Any], *, claim: bool) -> Any:
-        """Run the final-training loader (launch/final_training.py) over the selection."""
-        from launch.final_training import load_final_training_config
-
-        data = self._need("data_asset")
-        root = self.state_dir.parent
-        config_dir = root / "configs"
-        config_dir.mkdir(parents=True, exist_ok=True)
-        # The loader reads configs/final_training.yaml and a data config inside config_dir: keep
-        # frozen copies in the workspace, the data config naming the registered asset.
-        (config_dir / "final_training.yaml").write_bytes(self.config.final_training_config.read_bytes())
-        local = str(self.config.dataset_source or self._dataset_copy(data))
-        # JSON is YAML: the data config the loader reads.
-        write_json_atomic(
-            config_dir / "data.yaml",
-            {
-                "name": data["name"],
-                "version": data["version"],
-                "local_path": local,
-                "fingerprint": data["fingerprint"],
-            },
-        )
-        best = {"backbone": chosen["backbone"], **chosen["params"]}
-        return load_final_training_config(
-            root,
-            config_dir,
-            best,
-            {"name": self.config.experiment, "data_config": "data.yaml"},
-            train_config=dict(_thaw(self._train_configs[0].data)),
-            backend=self.backend.name,
-            claim=claim,
-            git_commit=self.commit,
-        )
-
-    def _dataset_copy(self, data: Mapping[str, Any]) -> Path:
-        """A local copy of a dataset that exists only as a job output (a prepared dataset).
-
-        The final-training loader reads the labels and hashes the files of the dataset it records;
-        the copy is downloaded once per data-asset version into the workspace and checked against the
-        registered fingerprint.
-
-        Raises:
-            LaunchError: The asset is not a job output (a dataset registered outside the pipeline), or
-                the downloaded copy does not hash to the registered fingerprint.
-        """
-        source = str(data.get("source") or "")
-        match = re.match(r"^azureml://jobs/([^/]+)/outputs/([^/]+)/?$", source)
-        if match is None:
-            raise LaunchError(
-                f"final training needs a local copy of data asset {data['name']}:{data['version']}, "
-                f"whose source {source or '(unknown)'} is not a job output",
-                field="dataset",
-                fix="give dataset.source_dir (a local folder) or dataset.prepare, or rerun with --force data_asset",
-            )
-        target = self.state_dir.parent / "datasets" / f"{data['name']}-{data['version']}"
-        folder = target / "named-outputs" / match.group(2)
-        if not folder.is_dir():
-            folder = self.backend.download_output(match.group(1), match.group(2), target)
-        if dataset_fingerprint(folder) != data["fingerprint"]:
-            raise LaunchError(
-                f"the local copy of data asset {data['name']}:{data['version']} does not match its "
-                "registered fingerprint",
-                path=folder,
-                fix=f"delete {target} to download it again",
-            )
-        return folder
-
-    def _mark_variant(self, resolved: Any, result: JobResult, *, resumed: bool) -> None:
-        """Record the variant complete with its final checkpoint as a job-output reference.
-
-        The model the conversion converts: `best.ckpt`, or `last.ckpt` after a resume (the copied
-        `best.ckpt` is the interrupted attempt's). `continue_from_previous` reads it on any backend.
-        """
-        from launch import final_training
-
-        output = result.outputs[MODEL_OUTPUT]
-        final_training.mark_variant_running(
-            resolved, run_id=result.run_id, job_id=result.job_id, output_dir=output
-        )
-        final_training.mark_variant_complete(
-            resolved,
-            metrics=dict(result.metrics),
-            run_id=result.run_id,
-            checkpoint=f"{output}/paths/{CHECKPOINT_DIR}/{LAST_CHECKPOINT if resumed else BEST_CHECKPOINT}",
-        )
-
-    def _mark_variant_failed(self, resolved: Any, exc: JobFailedError) -> None:
-        from launch import final_training
-
-        run_id = (getattr(exc, "job_result", None) or {}).get("run_id")
-        final_training.mark_variant_failed(resolved, error=exc.message[-2000:], run_id=run_id)
+        """Train (or reuse) the variant final_training.yaml resolves to (launch/steps/final_training.py)."""
+        return final_training_step.run(self)
 
     def conversion(self) -> dict[str, Any]:
         """Convert the final training's output to an int8 ONNX model folder on the CPU cluster."""
@@ -441,31 +301,3 @@ class Pipeline:
     def write_summary(self) -> Path:
         """Print the summary table and write it (JSON + text) next to the state file."""
         return write_summary(self)
-
-
-def _thaw(value: Any) -> Any:
-    from launch.configs import thaw
-
-    return thaw(value)
-
-
-def _string_tags(tags: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (tags or {}).items()}
-
-
-def _resuming(job: CommandJobSpec, previous_output: str) -> CommandJobSpec:
-    """`job` continuing an interrupted attempt whose output is `previous_output` (a job-output URI).
-
-    The attempt's checkpoints (last and best) are copied into this job's output, then training
-    resumes from the copied `last.ckpt` when the attempt wrote one (else it starts afresh).
-    """
-    source = f"${{{{inputs.{RESUME_INPUT}}}}}/{CHECKPOINT_DIR}"
-    target = f"${{{{outputs.{MODEL_OUTPUT}}}}}/{CHECKPOINT_DIR}"
-    return replace(
-        job,
-        command=(
-            f"mkdir -p {target} && if [ -d {source} ]; then cp -R {source}/. {target}/; fi && "
-            f"{job.command} $(if [ -f {target}/{LAST_CHECKPOINT} ]; then echo --ckpt_path {target}/{LAST_CHECKPOINT}; fi)"
-        ),
-        inputs={**job.inputs, RESUME_INPUT: JobInput("job_output", previous_output)},
-    )

@@ -9,6 +9,7 @@ submission, with the field and the fix.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from typing import Any
 from launch.configs import LoadedConfig, load_config
 from launch.jobs import Choice, EarlyTermination, LogUniform, SearchDimension, SweepLimits, Uniform
 
-#: Sweep parameter name -> training CLI argument it sets.
+#: Config key -> the training CLI argument it sets: the one map of sweep parameters and of
+#: final_training.yaml `training:` keys. Dotted keys (`early_stopping.enabled`) are not sweepable.
 PARAMETER_ARGUMENTS: Mapping[str, str] = MappingProxyType(
     {
         "backbone": "--model.backbone",
@@ -32,6 +34,13 @@ PARAMETER_ARGUMENTS: Mapping[str, str] = MappingProxyType(
         "crf_learning_rate": "--model.crf_learning_rate",
         "batch_size": "--data.batch_size",
         "epochs": "--trainer.max_epochs",
+        "warmup_steps": "--model.warmup_steps",  # wins over warmup_ratio when set
+        "gradient_accumulation_steps": "--trainer.accumulate_grad_batches",
+        "max_grad_norm": "--trainer.gradient_clip_val",
+        "combine_train_validation": "--data.combine_train_validation",
+        "early_stopping.enabled": "--early_stopping.enabled",
+        "early_stopping.patience": "--early_stopping.patience",
+        "early_stopping.min_delta": "--early_stopping.min_delta",
     }
 )
 SAMPLING_ALGORITHMS = ("random", "grid", "bayesian")
@@ -66,9 +75,11 @@ def cli_argument(parameter: str) -> str:
 
 
 def format_cli_value(value: object) -> str:
-    """A hyperparameter value as the training CLI reads it (booleans as `true`/`false`)."""
+    """A hyperparameter value as the training CLI reads it (booleans as `true`/`false`, mappings as JSON)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value), sort_keys=True, default=str)
     return str(value)
 
 
@@ -90,11 +101,11 @@ def _integer(config: LoadedConfig, field: str, value: Any, *, optional: bool = F
 
 def _dimension(config: LoadedConfig, name: str, raw: Any) -> SearchDimension:
     field = f"search_space.{name}"
-    if name not in PARAMETER_ARGUMENTS:
+    if name not in PARAMETER_ARGUMENTS or "." in name:
         raise config.error(
             f"unknown sweep parameter {name!r}: it maps to no training CLI argument",
             field=field,
-            fix=f"use one of {', '.join(sorted(PARAMETER_ARGUMENTS))} (launch/search_space.py PARAMETER_ARGUMENTS)",
+            fix=f"use one of {', '.join(sorted(n for n in PARAMETER_ARGUMENTS if '.' not in n))} (launch/search_space.py PARAMETER_ARGUMENTS)",
         )
     if not isinstance(raw, Mapping) or raw.get("type") not in DIMENSION_TYPES:
         raise config.error(

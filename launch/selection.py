@@ -20,8 +20,11 @@ from pathlib import Path
 
 from launch.errors import LaunchError
 from launch.files import write_json_atomic
-from launch.jobs import TrialResult
+from launch.job_specs import MODEL_OUTPUT
+from launch.jobs import TrialResult, job_output_uri
 from ner_lightning.contract import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
     PRIMARY_METRIC,
     PRIMARY_METRIC_GOAL,
     TAG_DATASET_NAME,
@@ -73,6 +76,8 @@ class Selection:
     sweep_id: str
     criteria: str
     ranked: tuple[RankedTrial, ...]
+    #: The selected trial's best checkpoint (a job-output reference): `hpo_best` final training starts from it.
+    checkpoint: str = ""
 
     def to_json(self) -> dict:
         """Plain-JSON form (what `selection.json` holds)."""
@@ -163,6 +168,7 @@ def select_best(
         sweep_id=sweep_id,
         criteria=CRITERIA.format(metric=metric, goal=goal),
         ranked=ranked,
+        checkpoint=job_output_uri(best.trial_id, MODEL_OUTPUT, f"{CHECKPOINT_DIR}/{BEST_CHECKPOINT}"),
     )
 
 

@@ -18,22 +18,31 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
-import socket
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from filelock import FileLock
 
 from launch.errors import LaunchError
 from launch.files import write_json_atomic
 from launch.jobs import frozen_mapping
-from ner_lightning.contract import CHECKPOINT_DIR, LAST_CHECKPOINT
+from launch.variant_owners import current_owner, owned_by_another, utc_now
+from launch.variant_record import (
+    GROUP_RE,
+    STATUS_ALLOCATED,
+    STATUS_COMPLETE,
+    STATUS_CORRUPT,
+    STATUS_FAILED,
+    STATUS_RUNNING,
+    VARIANT_RE,
+    VariantBookkeepingWarning,
+    VariantBusyError,
+    VariantRecord,
+    VariantStatus,
+    group_key,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -42,149 +51,6 @@ INDEX_FILE = "index.json"
 CACHE_FILE = "latest.json"
 LOCK_FILE = ".lock"
 INDEX_SCHEMA_VERSION = 1
-
-VariantStatus = Literal["allocated", "running", "complete", "failed", "corrupt"]
-STATUS_ALLOCATED: VariantStatus = "allocated"
-STATUS_RUNNING: VariantStatus = "running"
-STATUS_COMPLETE: VariantStatus = "complete"
-STATUS_FAILED: VariantStatus = "failed"
-#: Status given to a folder whose metadata.json cannot be read (kept, never reused).
-STATUS_CORRUPT: VariantStatus = "corrupt"
-#: Statuses of a variant that started but did not finish.
-INCOMPLETE_STATUSES = (STATUS_ALLOCATED, STATUS_RUNNING, STATUS_FAILED)
-
-_GROUP_RE = re.compile(r"^spec_([0-9a-f]+)_exec_([0-9a-f]+)$")
-_VARIANT_RE = re.compile(r"^v([1-9][0-9]*)$")
-
-
-class VariantBookkeepingWarning(UserWarning):
-    """A metadata.json or index file was unreadable; the folders were used instead."""
-
-
-class VariantBusyError(LaunchError):
-    """Another live process owns the variant (it is training or resuming it)."""
-
-
-def _process_start_time(pid: int) -> str | None:
-    """The kernel's start time of `pid` (field 22 of /proc/<pid>/stat), or None off Linux / when gone.
-
-    Stored with the pid so that a recycled pid is not taken for the original owner.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after its closing one.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def current_owner() -> dict[str, Any]:
-    """The owner record of this process: host, pid and the pid's start time."""
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "started": _process_start_time(pid), "at": utc_now()}
-
-
-def owner_is_alive(owner: Mapping[str, Any] | None) -> bool:
-    """Whether the process of an owner record still runs.
-
-    An owner on another host cannot be checked from here and counts as alive: taking over a
-    variant that a live process on another machine is training would train two runs into one
-    folder, while a dead remote owner only needs `run.mode: force_new` or a later retry.
-    """
-    if not owner or not isinstance(owner.get("pid"), int):
-        return False
-    if owner.get("host") != socket.gethostname():
-        return True
-    pid = owner["pid"]
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    started = owner.get("started")
-    return started is None or _process_start_time(pid) == started
-
-
-def owned_by_another(record: VariantRecord) -> bool:
-    """Whether a live process other than this one owns the variant."""
-    owner = record.metadata.get("owner")
-    if not isinstance(owner, Mapping) or not owner_is_alive(owner):
-        return False
-    return not (owner.get("host") == socket.gethostname() and owner.get("pid") == os.getpid())
-
-
-def backbone_slug(backbone: str) -> str:
-    """Folder-safe name of a backbone reference (`pkg:a/b/model` -> `model`, `org/name` -> `org-name`).
-
-    Args:
-        backbone: Backbone reference as written in configs.
-
-    Returns:
-        Lowercase letters, digits, `.`, `_` and `-` only.
-    """
-    text = backbone.removeprefix("pkg:").rstrip("/")
-    parts = [part for part in re.split(r"[/\\]+", text) if part]
-    # Hub names keep their organisation; paths keep the last meaningful folder.
-    tail = parts[-2:] if len(parts) == 2 and not backbone.startswith(("pkg:", "/", ".")) else parts[-1:]
-    slug = re.sub(r"[^a-z0-9._-]+", "-", "-".join(tail).lower()).strip("-.")
-    return slug or "backbone"
-
-
-def group_key(spec_fp: str, exec_fp: str) -> str:
-    """Index key of one (spec_fp, exec_fp) pair."""
-    return f"{spec_fp}_{exec_fp}"
-
-
-def utc_now() -> str:
-    """Current time as an ISO-8601 UTC timestamp."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class VariantRecord:
-    """One variant folder as the bookkeeping sees it.
-
-    Attributes:
-        spec_fp: Spec fingerprint.
-        exec_fp: Exec fingerprint.
-        variant: Variant number (>= 1).
-        path: The variant folder.
-        status: `allocated`, `running`, `complete`, `failed` or `corrupt`.
-        checkpoint: Final checkpoint path recorded at completion, or None.
-        metadata: The full metadata.json content (empty when corrupt).
-    """
-
-    spec_fp: str
-    exec_fp: str
-    variant: int
-    path: Path
-    status: VariantStatus
-    checkpoint: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=frozen_mapping)
-
-    @property
-    def last_checkpoint(self) -> Path | None:
-        """The resumable `last.ckpt` of this variant's training output, if it exists."""
-        output_dir = Path(str(self.metadata.get("output_dir") or self.path))
-        candidate = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-        return candidate if candidate.is_file() else None
-
-    def index_entry(self, backend_root: Path) -> dict[str, Any]:
-        """The index row of this variant."""
-        try:
-            relative = self.path.relative_to(backend_root).as_posix()
-        except ValueError:
-            relative = self.path.as_posix()
-        return {
-            "path": relative,
-            "status": self.status,
-            "checkpoint": self.checkpoint,
-            "backbone": self.metadata.get("backbone"),
-            "run_id": self.metadata.get("run_id"),
-            "updated_at": self.metadata.get("updated_at"),
-        }
 
 
 class VariantStore:
@@ -221,8 +87,8 @@ class VariantStore:
         Args:
             path: `.../spec_<fp>_exec_<fp>/v<N>`.
         """
-        group = _GROUP_RE.match(path.parent.name)
-        number = _VARIANT_RE.match(path.name)
+        group = GROUP_RE.match(path.parent.name)
+        number = VARIANT_RE.match(path.name)
         if group is None or number is None:
             raise LaunchError(
                 "not a final-training variant folder",
@@ -265,7 +131,7 @@ class VariantStore:
         pattern = f"*/spec_{spec_fp or '*'}_exec_{exec_fp or '*'}/v*"
         records = []
         for path in self.root.glob(pattern):
-            if path.is_dir() and _VARIANT_RE.match(path.name) and _GROUP_RE.match(path.parent.name):
+            if path.is_dir() and VARIANT_RE.match(path.name) and GROUP_RE.match(path.parent.name):
                 records.append(self.read_record(path))
         return sorted(records, key=lambda record: (record.spec_fp, record.exec_fp, record.variant))
 
@@ -465,9 +331,19 @@ class VariantStore:
 
         Returns:
             The updated variant.
+
+        Raises:
+            LaunchError: The variant is complete (a complete variant is never rewritten).
         """
         with self._lock():
             record = self.read_record(Path(path))
+            if record.status == STATUS_COMPLETE:
+                raise LaunchError(
+                    f"variant v{record.variant} of spec_{record.spec_fp}_exec_{record.exec_fp} is complete: "
+                    "its metadata is never rewritten",
+                    path=record.path / METADATA_FILE,
+                    fix="train a new variant (run.mode: force_new) instead of changing a complete one",
+                )
             data = dict(record.metadata)
             data.update({key: value for key, value in fields.items()})
             return self._write(record.path, record.spec_fp, record.exec_fp, record.variant, status, data)

@@ -11,6 +11,7 @@ Also: `--threads` (intra-op threads, recorded with the run), test-split scoring 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ from ner_lightning.console import error_boundary
 from ner_lightning.contract import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
+    EFFECTIVE_CONFIG_FILE,
+    ENV_CHECKPOINT_PATH,
     ENV_MLFLOW_RUN_ID,
     ENV_MLFLOW_TRACKING_URI,
     ONNX_DIR,
@@ -80,7 +83,22 @@ class SaveConfigToOutputDir(SaveConfigCallback):
             self.parser.save(
                 self.config, str(folder / name), skip_none=False, overwrite=True, multifile=self.multifile
             )
+            if stage == "fit":
+                self._write_effective_config(folder / CHECKPOINT_DIR)
         self.already_saved = trainer.strategy.broadcast(True)
+
+    def _write_effective_config(self, folder: Path) -> None:
+        """`checkpoints/effective_config.json`: the parsed config this run trains with, next to its checkpoints.
+
+        What a launcher recorded about the run (a final-training variant's metadata) can be checked
+        against it; `environment` holds the variables the plan names (`CHECKPOINT_PATH`).
+        """
+        effective = json.loads(self.parser.dump(self.config, format="json", skip_none=False, skip_check=True))
+        effective["environment"] = {ENV_CHECKPOINT_PATH: os.environ.get(ENV_CHECKPOINT_PATH)}
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{EFFECTIVE_CONFIG_FILE}.tmp"
+        temporary.write_text(json.dumps(effective, indent=2, sort_keys=True, default=str), encoding="utf-8")
+        temporary.replace(folder / EFFECTIVE_CONFIG_FILE)
 
 
 class NerArgumentParser(LightningArgumentParser):

@@ -81,6 +81,8 @@ OUTSIDE_TAG: Final = "O"
 CHECKPOINT_DIR: Final = "checkpoints"
 BEST_CHECKPOINT: Final = "best.ckpt"
 LAST_CHECKPOINT: Final = "last.ckpt"
+#: The configuration a training run really ran with (JSON, next to its checkpoints).
+EFFECTIVE_CONFIG_FILE: Final = "effective_config.json"
 #: Sub-folder of a training output folder that the ONNX export callback writes.
 ONNX_DIR: Final = "onnx"
 
@@ -100,6 +102,8 @@ ENV_GIT_COMMIT: Final = "NER_GIT_COMMIT"
 ENV_CONFIG_HASHES: Final = "NER_CONFIG_SHA256"
 #: Content fingerprint of the dataset version a job reads (from its manifest).
 ENV_DATASET_FINGERPRINT: Final = "NER_DATASET_FINGERPRINT"
+#: The checkpoint a final-training job starts from (the plan's variable; also `--model.init_checkpoint`).
+ENV_CHECKPOINT_PATH: Final = "CHECKPOINT_PATH"
 
 # --- MLflow tags ------------------------------------------------------------------------------
 TAG_STAGE: Final = "stage"

@@ -40,14 +40,6 @@ def test_training_package_never_imports_azure() -> None:
 # --- launch/ layout (issue 12, acceptance 6) -----------------------------------------------------
 LAUNCH = REPO_ROOT / "launch"
 MAX_MODULE_LINES = 400
-#: Modules still above the limit, each with the change that brings it under. Empty this list as
-#: those changes land: a module listed here that fits again fails `test_oversize_list_is_current`.
-OVERSIZE_PENDING = {
-    "launch/final_training.py": "issue 12: final training split into loader / run modes (branch ft)",
-    "launch/pipeline.py": "issue 12: Pipeline.final_training and its helpers move to "
-    "launch/steps/final_training.py (branch ft)",
-    "launch/variants.py": "issue 12: the variant store is rewritten with the final-training run modes (branch ft)",
-}
 #: Backend-neutral modules: every layer may import them; they import no backend and no pipeline code.
 NEUTRAL = ("files", "fingerprints", "names", "errors", "configs", "jobs")
 BACKENDS = ("launch.azure", "launch.local")
@@ -96,17 +88,7 @@ def test_no_launch_module_is_above_400_lines() -> None:
         for path in LAUNCH.rglob("*.py")
     }
     too_long = {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES}
-    assert set(too_long) <= set(OVERSIZE_PENDING), f"above {MAX_MODULE_LINES} lines: {too_long}"
-
-
-def test_oversize_list_is_current() -> None:
-    fits = [
-        name
-        for name in OVERSIZE_PENDING
-        if not (REPO_ROOT / name).is_file()
-        or len((REPO_ROOT / name).read_text(encoding="utf-8").splitlines()) <= MAX_MODULE_LINES
-    ]
-    assert fits == [], f"remove from OVERSIZE_PENDING (they fit now): {fits}"
+    assert too_long == {}, f"above {MAX_MODULE_LINES} lines: {too_long}"
 
 
 def test_neutral_modules_import_no_backend_and_no_pipeline() -> None:
@@ -127,12 +109,6 @@ def test_the_launcher_writes_json_and_holds_the_lock_through_launch_files() -> N
     assert _offenders(outside, ("launch.local.workspace",)) == []
 
 
-#: Modules still reading YAML on their own, with the change that moves them onto launch.configs.
-YAML_READERS_PENDING = {
-    "launch/final_training_schema.py": "issue 12: final_training.yaml read through launch.configs (branch ft)",
-}
-
-
 def test_every_launch_config_is_read_by_one_loader() -> None:
     # launch.configs.load_config (file:line errors, duplicate keys refused, sha256) is the only
     # place launch/ parses YAML; everything else gets a LoadedConfig from it.
@@ -144,4 +120,4 @@ def test_every_launch_config_is_read_by_one_loader() -> None:
         for path in LAUNCH.rglob("*.py")
         if parse.search(path.read_text(encoding="utf-8"))
     )
-    assert set(readers) - set(YAML_READERS_PENDING) == {"launch/configs.py"}
+    assert readers == ["launch/configs.py"]

@@ -118,6 +118,4 @@ def registration(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def _job_context_tags(pipeline: Pipeline) -> dict[str, str]:
-    from launch.job_specs import build_dry_run
-
-    return dict(build_dry_run(pipeline._job_context()).tags)
+    return pipeline._job_context().config_tags(final=True)

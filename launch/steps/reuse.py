@@ -46,14 +46,6 @@ def _selection(_pipeline: Pipeline, result: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _final_training(pipeline: Pipeline, result: Mapping[str, Any]) -> str | None:
-    job = str(result.get("job_id", ""))
-    status = pipeline.backend.job_status(job) if job else None
-    if status != "Completed":
-        return f"the final training job {job or '(none)'} is {status or 'gone from the workspace'}"
-    return None
-
-
 def _conversion(pipeline: Pipeline, result: Mapping[str, Any]) -> str | None:
     job = str(result.get("job_id", ""))
     found = pipeline.backend.output_fingerprint(job, MODEL_OUTPUT) if job else None
@@ -79,7 +71,6 @@ def _registration(pipeline: Pipeline, result: Mapping[str, Any]) -> str | None:
 CHECKS: dict[str, Callable[[Pipeline, Mapping[str, Any]], str | None]] = {
     "data_asset": _data_asset,
     "selection": _selection,
-    "final_training": _final_training,
     "conversion": _conversion,
     "registration": _registration,
 }

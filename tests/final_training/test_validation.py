@@ -73,7 +73,7 @@ def test_scratch_never_loads(project) -> None:
             "patience",
             3,
         ),
-        ("training:\n  warmup_steps: 10\n", "training.warmup_steps", "warmup_ratio", 2),
+        ("training:\n  warmup_step: 10\n", "training.warmup_step", "warmup_steps", 2),
         (
             "checkpoint:\n  source: {spec_fp: a, exec_fp: b, varient: 1}\n",
             "checkpoint.source.varient",
@@ -139,4 +139,4 @@ def test_bad_values(project, text: str, field: str) -> None:
 
 def test_malformed_yaml_names_the_line(project) -> None:
     error = _error(project, "run:\n  mode: [unclosed\n")
-    assert error.line is not None and "malformed YAML" in error.message
+    assert error.line is not None and "YAML syntax error" in error.message

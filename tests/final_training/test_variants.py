@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from launch.variant_record import backbone_slug
 from launch.variants import (
     INDEX_FILE,
     METADATA_FILE,
@@ -16,7 +17,6 @@ from launch.variants import (
     STATUS_CORRUPT,
     VariantBookkeepingWarning,
     VariantStore,
-    backbone_slug,
 )
 from tests.conftest import REPO_ROOT
 

@@ -96,6 +96,13 @@ def test_all_known_parameters_are_real_cli_arguments(ctx, tmp_path):
         "weight_decay": "0.0",
         "warmup_ratio": "0.05",
         "crf_learning_rate": "0.01",
+        "warmup_steps": "3",
+        "gradient_accumulation_steps": "2",
+        "max_grad_norm": "0.5",
+        "combine_train_validation": "true",
+        "early_stopping.enabled": "false",
+        "early_stopping.patience": "4",
+        "early_stopping.min_delta": "0.01",
     }
     assert set(sample) == set(PARAMETER_ARGUMENTS)
     spec = build_final_training(ctx, sample, seed=11, epochs=3)
@@ -115,6 +122,8 @@ def test_all_known_parameters_are_real_cli_arguments(ctx, tmp_path):
 
 
 def _check_final(parsed) -> None:
+    assert parsed.config["model"]["warmup_steps"] == 3 and parsed.config["early_stopping"]["patience"] == 4
+    assert parsed.trainer.accumulate_grad_batches == 2 and parsed.trainer.gradient_clip_val == 0.5
     assert parsed.config["model"]["use_crf"] is True
     assert parsed.config["seed_everything"] == 11
     assert parsed.config["data"]["combine_train_validation"] is True

@@ -29,6 +29,7 @@ from launch.azure.entities import command_entity
 from launch.azure.environment import environment_fingerprint, load_environment
 from launch.cli import main
 from launch.errors import LaunchError
+from launch.final_training.command import resuming_job
 from launch.jobs import AssetRef, CommandJobSpec, JobResult, ModelRegistration, job_output_uri
 from launch.lineage import (
     TAG_BACKBONE,
@@ -45,7 +46,6 @@ from launch.pipeline import (
     STEPS,
     Pipeline,
     PipelineState,
-    _resuming,
     dataset_fingerprint,
     load_pipeline_config,
     make_backend,
@@ -280,7 +280,7 @@ def test_interrupted_final_training_resumes_from_its_azureml_checkpoint(emulated
         time.sleep(0.2)
     backend.cancel(interrupted.name)
     resumed = backend.run(
-        _resuming(
+        resuming_job(
             _spec(emulated, "echo training", stage=STAGE_FINAL), job_output_uri(interrupted.name, "model")
         )
     )
