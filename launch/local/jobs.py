@@ -10,10 +10,13 @@ MLflow run (on Azure ML the run id is the job name). The job is then serialized 
 Jobs run in threads of this process (the emulator has no service to outlive it): closing the
 client, or leaving the interpreter, cancels every running job and ends its process group, and
 its MLflow run is marked KILLED. A process killed outright (SIGKILL, a crash) cannot do that: its
-jobs' watchdogs end their process groups (launch/local/runner.py), and the next client on the
+jobs' watchdogs end their process groups (launch/local/process_group.py), and the next client on the
 workspace finds the jobs whose executor is gone and records them Failed, MLflow runs FAILED, as
 Azure ML fails a job whose node was lost. (On Azure ML the job would keep running and a rerun
 re-attaches to it; here there is nothing left to attach to, so the rerun submits it again.)
+
+Job records live in `job_store.py`, orphan detection in `orphans.py`, the checks made before a job
+is queued in `submission_checks.py`; a command job runs in `runner.py`, a sweep in `sweep.py`.
 """
 
 from __future__ import annotations
@@ -21,10 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
 import sys
 import threading
 import time
@@ -34,150 +34,13 @@ from typing import Any
 
 import yaml
 
-from launch.files import read_json, write_json_atomic
-from launch.local.runner import Outcome, instance_count, run_command_job
+from launch.local.job_store import JOB_FILE, TERMINAL, JobStore
+from launch.local.orphans import executor_gone, executor_record, stop_orphaned_group
+from launch.local.runner import Outcome, run_command_job
 from launch.local.snapshot import snapshot_code, upload
-from launch.local.workspace import LocalWorkspace
+from launch.local.submission_checks import check_references
 
-TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding")
-RECORD = "status.json"
-JOB_FILE = "job.yaml"
 _MLFLOW_STATUS = {"Completed": "FINISHED", "Canceled": "KILLED"}
-
-
-def _start_ticks(pid: int) -> str | None:
-    """When process `pid` started (clock ticks since boot, Linux), or None where /proc is absent."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def executor_record() -> dict[str, Any]:
-    """Who runs the jobs this process submits: host, pid and start time (a reused pid is told apart)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_ticks(os.getpid())}
-
-
-def executor_gone(executor: dict[str, Any]) -> bool:
-    """True when the process that ran a job no longer exists (False when it may, or on another host)."""
-    if executor.get("host") != socket.gethostname():
-        return False
-    pid = int(executor["pid"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    started = executor.get("started")
-    return started is not None and _start_ticks(pid) not in (None, started)
-
-
-def stop_orphaned_group(pgid: int, job_name: str) -> None:
-    """SIGKILL what is left of job `job_name`'s process group (its processes carry its run id)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return
-    marker = f"AZUREML_RUN_ID={job_name}".encode()
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != pgid:
-                continue
-            environ = (stat.parent / "environ").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if marker in environ:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-            return
-
-
-class JobStore:
-    """Job folders and their status records (`jobs/<name>/status.json`)."""
-
-    def __init__(self, workspace: LocalWorkspace) -> None:
-        self.workspace = workspace
-        self._lock = threading.Lock()
-
-    def job_dir(self, name: str) -> Path:
-        """Folder of job `name`."""
-        return self.workspace.jobs_dir / name
-
-    def output_dir(self, name: str, output: str) -> Path:
-        """Folder of output `output` of job `name`."""
-        return self.job_dir(name) / "outputs" / output
-
-    def read(self, name: str) -> dict[str, Any] | None:
-        """The record of job `name`, or None."""
-        path = self.job_dir(name) / RECORD
-        if not name or "/" in name or not path.is_file():
-            return None
-        return read_json(
-            path, what=f"the record of job {name}", fix="delete the job's folder and resubmit it"
-        )
-
-    def write(self, name: str, record: dict[str, Any]) -> None:
-        """Replace the record of job `name`."""
-        with self._lock:
-            write_json_atomic(self.job_dir(name) / RECORD, record)
-
-    def update(self, name: str, **fields: Any) -> dict[str, Any]:
-        """Merge `fields` into the record of job `name`."""
-        with self._lock:
-            record = self.read(name) or {"name": name}
-            record.update(fields)
-            write_json_atomic(self.job_dir(name) / RECORD, record)
-            return record
-
-    def names(self) -> list[str]:
-        """Every job name, oldest first."""
-        folder = self.workspace.jobs_dir
-        if not folder.is_dir():
-            return []
-        records = [r for r in (self.read(p.name) for p in folder.iterdir()) if r]
-        return [r["name"] for r in sorted(records, key=lambda r: (r.get("created", 0), r["name"]))]
-
-    def create_child(
-        self,
-        client: Any,
-        parent: str,
-        parent_run: str,
-        experiment_id: str,
-        sweep: Any,
-        number: int,
-        values: dict,
-    ) -> tuple[str, str]:
-        """Create a sweep trial's MLflow run and record; returns (child job name, run id)."""
-        mlflow = self.workspace.mlflow_client()
-        tags = {str(k): str(v) for k, v in (sweep.tags or {}).items()}
-        tags.update({"mlflow.parentRunId": parent_run, "trial_number": str(number)})
-        run = mlflow.create_run(experiment_id, run_name=f"{sweep.display_name or parent}_{number}", tags=tags)
-        name = run.info.run_id
-        # The trial's values are job properties (as the service keeps them), not MLflow params:
-        # the training code logs its own params, and MLflow refuses a second, differently spelled value.
-        self.job_dir(name).mkdir(parents=True, exist_ok=True)
-        self.write(
-            name,
-            {
-                "name": name,
-                "type": "command",
-                "status": "Running",
-                "parent": parent,
-                "run_id": name,
-                "experiment_id": experiment_id,
-                "experiment": sweep.experiment_name,
-                "display_name": f"{sweep.display_name or parent}_{number}",
-                "outputs": list(sweep.outputs or {}),
-                "tags": tags,
-                "properties": {
-                    "hyperparameters": json.dumps(values, default=str),
-                    "trial_number": str(number),
-                },
-                "created": time.time(),
-                "executor": executor_record(),
-            },
-        )
-        return name, name
 
 
 class JobOperations:
@@ -239,7 +102,7 @@ class JobOperations:
             job.experiment_name = experiment_name
         experiment = str(job.experiment_name or "Default")
         task = job.trial if kind == "sweep" else job
-        self._check_references(job, task)
+        check_references(self.client, job, task)
         payload = json.loads(json.dumps(job._to_dict(), default=str))
         _, code_dir = snapshot_code(self.client.workspace, str(task.code or "."))
         (payload["trial"] if kind == "sweep" else payload)["code"] = str(code_dir)
@@ -294,41 +157,6 @@ class JobOperations:
                 self._finish(name, name, Outcome("Canceled", "the submission was interrupted"))
             raise
         return self.get(name)
-
-    def _check_references(self, job: Any, task: Any) -> None:
-        from azure.ai.ml.exceptions import ValidationException
-        from azure.core.exceptions import ResourceNotFoundError
-
-        from launch.local.runner import _name_version
-
-        environment = str(task.environment or "")
-        try:
-            self.client.environments.get(*_name_version(environment))
-        except ResourceNotFoundError as error:
-            raise ResourceNotFoundError(
-                message=f"job {job.display_name!r}: environment {environment} is not registered in the "
-                f"workspace ({error.message}); register it before submitting jobs that use it"
-            ) from None
-        compute = str(job.compute or "").removeprefix("azureml:")
-        cluster = self.client.compute.get(compute)
-        nodes = instance_count(task)
-        if nodes > int(cluster.max_instances or 0):
-            raise ValidationException(
-                message=f"job {job.display_name!r} asks for {nodes} nodes but cluster {compute} has "
-                f"max_instances={cluster.max_instances}",
-                no_personal_data_message="instance_count exceeds the cluster's max_instances",
-            )
-        for input_name, value in (job.inputs or {}).items():
-            path = str(getattr(value, "path", "") or "")
-            if path.startswith("azureml:") and not path.startswith("azureml://"):
-                reference = path.removeprefix("azureml:")
-                asset, version = (reference.split("@")[0], None) if "@" in reference else _name_version(path)
-                try:
-                    self.client.data.get(asset, version)
-                except ResourceNotFoundError as error:
-                    raise ResourceNotFoundError(
-                        message=f"job {job.display_name!r}: input {input_name} names {path}: {error.message}"
-                    ) from None
 
     # --- execution -------------------------------------------------------------------------
     def execute_command(self, name: str, job: Any, run_id: str, experiment_id: str, **kwargs: Any) -> Outcome:

@@ -12,18 +12,13 @@ Given the loaded job entity (what `job.yaml` says, nothing else), the runner:
   `MLFLOW_EXPERIMENT_NAME`/`_ID`, `AZURE_ML_INPUT_<name>`/`AZURE_ML_OUTPUT_<name>`,
   `AZUREML_CR_*`, and for a `PyTorchDistribution` one process per rank with `RANK`, `LOCAL_RANK`,
   `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `NODE_RANK`, `GROUP_RANK`, `MASTER_ADDR`, `MASTER_PORT`;
-- puts all processes of the job in one process group (its own session), stops the group on
-  cancel or timeout (SIGTERM, then SIGKILL), and writes `user_logs/std_log*.txt`;
-- starts a watchdog in that group which holds the read end of a pipe whose write end only this
-  process holds: when the process running the job dies without stopping it (a SIGKILLed
-  `ner-pipeline`; the emulator has no service to outlive it), the pipe's end stops the group
-  (SIGTERM, then SIGKILL), as the end of a node ends its job on Azure ML. When the job ends, the
-  same pipe ends what the job left behind (background processes), as a finished node does.
+- puts all processes of the job in one process group (its own session) with a watchdog that
+  ends the group when this process dies, stops the group on cancel or timeout (SIGTERM, then
+  SIGKILL; `launch/local/process_group.py`), and writes `user_logs/std_log*.txt`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
@@ -31,7 +26,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,45 +35,14 @@ from typing import Any
 
 from launch.errors import LaunchError
 from launch.local.environments import build_environment, environment_path, undeclared_hint
-from launch.local.uris import resolve_uri
+from launch.local.process_group import release_watchdog, start_watchdog, stop_group
+from launch.local.uris import name_version, resolve_uri
 
 PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs|search_space)\.([A-Za-z0-9_]+)\s*\}\}")
 #: Lines of the log tail reported as a failed job's error.
 ERROR_TAIL_LINES = 40
-#: Seconds a stopped job gets between SIGTERM and SIGKILL.
-STOP_GRACE_S = 10.0
 #: Variables of the caller's environment a job inherits (Azure's image has its own; these are neutral).
 INHERITED = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "LOGNAME", "TERM")
-
-#: The watchdog of a job's process group (see the module docstring): ignores the signals that stop
-#: the group, waits for the end of its pipe (stdin), then stops every other process of its group.
-WATCHDOG = """
-import os, signal, sys, time
-for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    signal.signal(number, signal.SIG_IGN)
-sys.stdin.buffer.read()
-group, me = os.getpgrp(), os.getpid()
-def others():
-    if not os.path.isdir("/proc"):
-        return True
-    found = False
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != me:
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            found = found or (int(fields[2]) == group and fields[0] != "Z")
-    return found
-if others():
-    os.killpg(group, signal.SIGTERM)
-    deadline = time.monotonic() + float(sys.argv[1])
-    while others() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if others():
-        os.killpg(group, signal.SIGKILL)
-"""
 
 #: Polled with the job's MLflow run id while it runs; True stops it (sweep early termination).
 Monitor = Callable[[str], bool]
@@ -182,54 +145,6 @@ def instance_count(job: Any) -> int:
     return int(value or 1)
 
 
-def _stop_group(pgid: int, processes: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM the job's process group, SIGKILL whatever is left after `grace_s`."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    for process in processes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    for process in processes:
-        process.wait()
-
-
-def _start_watchdog(pgid: int, job_name: str) -> tuple[subprocess.Popen, int]:
-    """Start the watchdog of process group `pgid`; returns it and the pipe end that keeps it waiting.
-
-    The write end is not inheritable (`os.pipe`), so only this process holds it: it closes when
-    this process closes it or dies, however it dies.
-    """
-    read_end, write_end = os.pipe()
-    try:
-        watchdog = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", WATCHDOG, str(STOP_GRACE_S)],
-            stdin=read_end,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={"AZUREML_RUN_ID": job_name},
-            process_group=pgid,
-        )
-    except BaseException:
-        os.close(write_end)
-        raise
-    finally:
-        os.close(read_end)
-    return watchdog, write_end
-
-
-def _release(watchdog: subprocess.Popen | None, write_end: int | None) -> None:
-    """End the job's group: the watchdog stops what the job left running, then exits (reaped aside)."""
-    if write_end is not None:
-        os.close(write_end)
-    if watchdog is not None:
-        threading.Thread(target=watchdog.wait, daemon=True).start()
-
-
 def run_command_job(
     client: Any,
     name: str,
@@ -261,7 +176,7 @@ def run_command_job(
     log_dir.mkdir(parents=True, exist_ok=True)
     setup_log = log_dir / "std_log.txt"
     try:
-        environment = client.environments.get(*_name_version(str(job.environment)))
+        environment = client.environments.get(*name_version(str(job.environment)))
         env_dir = build_environment(
             client.workspace.envs_dir / environment.name / str(environment.version), environment.conda_file
         )
@@ -354,16 +269,16 @@ def run_command_job(
             )
             if rank == 0:
                 pgid = process.pid
-                watchdog, write_end = _start_watchdog(pgid, name)
+                watchdog, write_end = start_watchdog(pgid, name)
             processes.append(process)
         store.update(name, pgid=pgid, pids=[p.pid for p in processes], watchdog_pid=watchdog and watchdog.pid)
         outcome = _wait(processes, pgid, job, run_id, cancel, monitor, poll_s)
     except BaseException:
         if pgid:
-            _stop_group(pgid, processes)
+            stop_group(pgid, processes)
         raise
     finally:
-        _release(watchdog, write_end)
+        release_watchdog(watchdog, write_end)
         for handle in logs:
             handle.close()
         # Inputs are mounted for the job's lifetime only, as on Azure ML: a path a job recorded
@@ -406,7 +321,7 @@ def _wait(
         codes = [p.poll() for p in processes]
         failed = [c for c in codes if c not in (None, 0)]
         if failed:
-            _stop_group(pgid, processes)
+            stop_group(pgid, processes)
             code = failed[0]
             signame = (
                 f" ({signal.Signals(-code).name})" if code < 0 and -code in signal.valid_signals() else ""
@@ -415,21 +330,12 @@ def _wait(
         if all(c == 0 for c in codes):
             return Outcome("Completed")
         if cancel.is_set():
-            _stop_group(pgid, processes)
+            stop_group(pgid, processes)
             return Outcome("Canceled", "the job was canceled")
         if timeout_s and time.monotonic() - started > float(timeout_s):
-            _stop_group(pgid, processes)
+            stop_group(pgid, processes)
             return Outcome("Failed", f"the job ran past its limits.timeout of {timeout_s}s and was stopped")
         if monitor is not None and monitor(run_id):
-            _stop_group(pgid, processes)
+            stop_group(pgid, processes)
             return Outcome("Canceled", "stopped early by the sweep's early-termination policy")
         cancel.wait(poll_s)
-
-
-def _name_version(reference: str) -> tuple[str, str | None]:
-    """`azureml:name:version` (or `name:version`, `azureml:name@latest`) -> (name, version)."""
-    text = reference.removeprefix("azureml:")
-    if "@" in text:
-        return text.split("@", 1)[0], None
-    name, _, version = text.partition(":")
-    return name, version or None

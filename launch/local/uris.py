@@ -28,6 +28,15 @@ class UnresolvedReference(LaunchError):
     """A job input names an asset, job output or datastore path that does not exist."""
 
 
+def name_version(reference: str) -> tuple[str, str | None]:
+    """`azureml:name:version` (or `name:version`, `azureml:name@latest`) -> (name, version)."""
+    text = reference.removeprefix("azureml:")
+    if "@" in text:
+        return text.split("@", 1)[0], None
+    name, _, version = text.partition(":")
+    return name, version or None
+
+
 def resolve_uri(client: Any, uri: str, field: str = "inputs") -> Path:
     """The local path behind `uri` in the emulated workspace of `client`.
 

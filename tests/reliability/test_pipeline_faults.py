@@ -49,7 +49,7 @@ from tests.pipeline.processes import live_in_group
 SMOKE = REPO_ROOT / "configs" / "pipeline" / "smoke.yaml"
 MODEL_NAME = "ner-smoke"
 ENV = {**os.environ, "NER_GIT_COMMIT": "0" * 40, "PYTHONUNBUFFERED": "1"}
-#: Seconds a SIGKILLed pipeline's jobs may take to end (the watchdog's grace, launch/local/runner.py).
+#: Seconds a SIGKILLed pipeline's jobs may take to end (the watchdog's grace, launch/local/process_group.py).
 ORPHAN_GRACE_S = 20.0
 #: Keys of the model folder's JSON files that record the run rather than the model (see the docstring).
 TIMINGS = ("ms_per_batch", "speedup_vs_fp32")
