@@ -33,6 +33,20 @@ def sweep(pipeline: Pipeline) -> dict[str, Any]:
             parent, trials = pipeline.backend.run_sweep(
                 sweep, on_submitted=lambda name: pipeline._record_submitted("sweep", name)
             )
+        if parent.status == "Failed" and not any(t.status == "Completed" for t in trials):
+            # Recorded as failed, not completed: the next run submits the sweep again instead of
+            # reusing a sweep that has nothing to select (a trial timeout on a loaded machine).
+            details = "\n".join(
+                f"  - {t.trial_id} ({t.status}): {(t.error.strip().splitlines() or ['no error recorded'])[-1]}"
+                for t in sorted(trials, key=lambda t: t.trial_id)
+            )
+            error = JobFailedError(
+                f"sweep job {parent.job_id}: no trial completed ({len(trials)} trials):\n{details}",
+                path=parent.log_path or None,
+                fix="read the trials' logs, fix the cause and run the pipeline again (the sweep runs again)",
+            )
+            error.job_result = job_record(parent)
+            raise error
         if parent.status not in ("Completed", "Failed"):  # failed trials are explained by selection
             error = JobFailedError(
                 f"sweep job {parent.job_id} ended {parent.status}:\n{parent.error}",

@@ -652,6 +652,24 @@ def test_bad_data_is_refused_before_any_job_and_a_failing_dry_run_stops_before_t
     assert result.returncode == 2
     assert "dry_run job" in result.stderr and "no_such_option" in result.stderr
     assert "sweep: running" not in result.stdout
+    # A sweep whose every trial fails (a dropout the model refuses) is recorded failed, not reused:
+    # the next run submits it again instead of stopping at selection until `--force sweep`.
+    sweep = tmp_path / "failing_sweep.yaml"
+    sweep.write_text(
+        (SMOKE.parent / "smoke_sweep.yaml")
+        .read_text()
+        .replace("search_space:\n", "search_space:\n  dropout:\n    type: choice\n    values: [1.5]\n", 1)
+    )
+    config.write_text(
+        _absolute_paths(SMOKE.read_text()).replace(
+            str((SMOKE.parent / "smoke_sweep.yaml").resolve()), str(sweep)
+        )
+    )
+    for _attempt in range(2):
+        result = _run_cli(tmp_path / "ws3", "--until", "selection", config=config, check=False)
+        assert result.returncode != 0, result.stdout[-2000:]
+        assert "no trial completed (2 trials)" in result.stderr, result.stderr[-2000:]
+        assert "sweep: running" in result.stdout and "selection: running" not in result.stdout
 
 
 #: Cells a user might run after the notebook: one that fails inside a session block, one
