@@ -274,9 +274,8 @@ def preview_final_training(pipeline: Any) -> Any:
     """The final-training decision the pipeline's next `final_training()` acts on, not claimed.
 
     Resolves `final_training.yaml` over the selected trial as the pipeline does (same loader, same
-    inputs, `claim=False`: no variant folder is created). Call it inside `with session as pipeline`
-    (the loader writes its inputs into the workspace). The preview hook lives here rather than on
-    `Pipeline`; when the pipeline gains a public resolve method this function should call it.
+    inputs, `claim=False`: no variant folder is created), through the step's own
+    `launch.steps.final_training.resolve`. Call it inside `with session as pipeline`.
 
     Args:
         pipeline: A `launch.pipeline.Pipeline` whose selection step has completed.
@@ -284,8 +283,9 @@ def preview_final_training(pipeline: Any) -> Any:
     Returns:
         A `launch.final_training.ResolvedFinalTraining`.
     """
-    chosen = pipeline._need("selection")["selection"]
-    return pipeline._resolve_final_training(chosen, claim=False)
+    from launch.steps.final_training import resolve
+
+    return resolve(pipeline, pipeline._need("selection")["selection"], claim=False)
 
 
 def _short(value: Any) -> str:
