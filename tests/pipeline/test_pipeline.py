@@ -561,6 +561,9 @@ def _interrupt(workspace: Path, sig: signal.Signals, ready) -> tuple[str, dict]:
         stderr=subprocess.STDOUT,
         text=True,
         env=PINNED_ENV,
+        # A shell without job control starts background commands with SIGINT ignored, and a child
+        # inherits that: give the pipeline the disposition an interactive user's process has.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     record = _wait_for(lambda: ready(_records(workspace)))
     process.send_signal(sig)
