@@ -167,6 +167,7 @@ class NerLightningCLI(LightningCLI):
         the output folder."""
         self._keep_given_paths_on_resume()
         config = self._subcommand_config()
+        self._keep_last_epoch_when_training_on_validation(config)
         self.threads, self.cores = resolve_threads(config.get("threads"))
         torch.set_num_threads(self.threads)
         rank_zero_info(
@@ -174,6 +175,23 @@ class NerLightningCLI(LightningCLI):
             f"limited by {self.cores.limited_by})"
         )
         default_tracking_store(config)
+
+    @staticmethod
+    def _keep_last_epoch_when_training_on_validation(config: Any) -> None:
+        """With `data.combine_train_validation`, `best.ckpt` is the last epoch (`checkpoint.monitor: null`).
+
+        The validation split is then part of the training data: its F1 cannot choose an epoch, and a
+        run resumed in another folder starts without the best score, so a monitored "best" would
+        differ between an interrupted and an uninterrupted final training.
+        """
+        if config is None or not config.get("data.combine_train_validation"):
+            return
+        if config.get("checkpoint.monitor") is not None:
+            rank_zero_info(
+                "training on train + validation: checkpoints/best.ckpt is the last epoch "
+                f"(checkpoint.monitor {config.get('checkpoint.monitor')} -> null)"
+            )
+            config["checkpoint.monitor"] = None
 
     def _keep_given_paths_on_resume(self) -> None:
         """When resuming, keep this job's backbone and tokenizer over those the checkpoint recorded.

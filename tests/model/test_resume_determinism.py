@@ -8,6 +8,7 @@ differed).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from ner_lightning.cli import cli_main
-from ner_lightning.contract import CHECKPOINT_DIR, LAST_CHECKPOINT
+from ner_lightning.contract import BEST_CHECKPOINT, CHECKPOINT_DIR, EFFECTIVE_CONFIG_FILE, LAST_CHECKPOINT
 from tests.fixtures.tiny_runs import tiny_fit_args
 
 #: Two epochs validated every epoch (each writes last.ckpt), dropout on, no test or export after fit.
@@ -62,3 +63,33 @@ def test_resumed_from_an_epoch_end_checkpoint_the_weights_are_the_uninterrupted_
     assert expected.keys() == found.keys()
     differing = [name for name in expected if not torch.equal(expected[name], found[name])]
     assert not differing, f"{len(differing)} of {len(expected)} tensors differ, e.g. {differing[:3]}"
+
+
+def test_training_on_train_and_validation_keeps_the_last_epoch_so_a_resumed_run_converts_the_same_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Final training (`--data.combine_train_validation true`): `best.ckpt` is the last epoch, in the
+    uninterrupted run and in one resumed from the first epoch's `last.ckpt` in another folder alike,
+    and the effective config says the checkpoint monitored nothing."""
+    monkeypatch.chdir(tmp_path)
+    final = (*ARGS, "--data.combine_train_validation", "true")
+    whole = cli_main(tiny_fit_args(tmp_path / "whole", *final))
+    cli_main(
+        tiny_fit_args(
+            tmp_path / "cut",
+            *final,
+            "--trainer.callbacks+=tests.model.test_resume_determinism.StopAfterFirstEpoch",
+        )
+    )
+    cut = tmp_path / "cut" / CHECKPOINT_DIR / LAST_CHECKPOINT
+    cli_main(tiny_fit_args(tmp_path / "resumed", *final, "--ckpt_path", str(cut)))
+    best = {
+        run: torch.load(tmp_path / run / CHECKPOINT_DIR / BEST_CHECKPOINT, weights_only=True)
+        for run in ("whole", "resumed")
+    }
+    assert [best[run]["epoch"] for run in best] == [whole.trainer.current_epoch - 1] * 2
+    expected, found = best["whole"]["state_dict"], best["resumed"]["state_dict"]
+    differing = [name for name in expected if not torch.equal(expected[name], found[name])]
+    assert not differing, f"{len(differing)} of {len(expected)} tensors differ, e.g. {differing[:3]}"
+    effective = json.loads((tmp_path / "whole" / CHECKPOINT_DIR / EFFECTIVE_CONFIG_FILE).read_text())
+    assert effective["checkpoint"]["monitor"] is None
