@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from launch.errors import LaunchError
-from ner_lightning.contract import ENV_GIT_COMMIT, MANIFEST_FILE
+from ner_lightning.contract import ENV_GIT_COMMIT, MANIFEST_FILE, MODEL_RUN_RECORD_FILES
 
 #: Length (hex characters) of the fingerprints used in folder names and tags.
 FINGERPRINT_LENGTH = 16
@@ -210,13 +210,23 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def folder_fingerprint(path: str | Path) -> str:
+def folder_fingerprint(path: str | Path, exclude: Sequence[str] = ()) -> str:
     """sha256 over the relative paths and bytes of every file under `path` (or of the file itself).
 
     Names the content of a folder registered as an asset (e.g. a backbone), independent of where it lies.
+
+    Args:
+        path: The folder (or file).
+        exclude: Relative paths (POSIX) of files left out.
     """
     root = Path(path)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    files = (
+        [root]
+        if root.is_file()
+        else sorted(
+            p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() not in exclude
+        )
+    )
     digest = hashlib.sha256()
     for file in files:
         digest.update(file.relative_to(root).as_posix().encode("utf-8") + b"\0" if file != root else b"\0")
@@ -225,6 +235,13 @@ def folder_fingerprint(path: str | Path) -> str:
                 digest.update(block)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def model_content_sha256(folder: str | Path) -> str:
+    """The registered model's `content_sha256`: the folder's fingerprint without its run records
+    (`MODEL_RUN_RECORD_FILES`: the smoke report's job paths and timings), so converting the same
+    weights again, or resuming an interrupted pipeline, names the same content."""
+    return folder_fingerprint(folder, exclude=MODEL_RUN_RECORD_FILES)
 
 
 def git_commit(root_dir: Path) -> str:

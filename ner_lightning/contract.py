@@ -90,6 +90,10 @@ ONNX_DIR: Final = "onnx"
 ONNX_MODEL_FILE: Final = "model.onnx"
 MODEL_METADATA_FILE: Final = "ner_model.json"
 SMOKE_REPORT_FILE: Final = "smoke_report.json"
+#: Files of a model folder that record the run which produced it (job paths, timings), not the
+#: model: left out of the registered model's `content_sha256`, which two conversions of the same
+#: weights on the same kind of CPU therefore share.
+MODEL_RUN_RECORD_FILES: Final = (SMOKE_REPORT_FILE,)
 
 # --- Environment variables a job reads ------------------------------------------------------
 #: Set by Azure ML inside a job and by the local backend: the run the training code attaches to.

@@ -27,7 +27,7 @@ from launch.azure.submit import (
     wait,
 )
 from launch.errors import LaunchError
-from launch.fingerprints import folder_fingerprint
+from launch.fingerprints import folder_fingerprint, model_content_sha256
 from launch.jobs import (
     AssetRef,
     CommandJobSpec,
@@ -198,7 +198,7 @@ class AzureBackend:
                 return None
             # The SDK puts a folder model under <name>/<folder name>/.
             folder = entries[0] if len(entries) == 1 and entries[0].is_dir() else root
-            return folder_fingerprint(folder)
+            return model_content_sha256(folder)
 
     def _finish(
         self, name: str, job_name: str, outputs: tuple[str, ...], timeout_s: float | None
@@ -329,7 +329,7 @@ class AzureBackend:
                 ModelRegistration(registration.name, folder, registration.tags, registration.description),
                 final_tags,
             )
-            tags[TAG_CONTENT_SHA256] = folder_fingerprint(folder)
+            tags[TAG_CONTENT_SHA256] = model_content_sha256(folder)
         try:
             existing_versions = list(self.ml_client.models.list(name=registration.name))
         except ResourceNotFoundError:

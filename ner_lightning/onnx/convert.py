@@ -2,13 +2,16 @@
 
 Steps: read the training output (`checkpoints/best.ckpt`, and `onnx/` from the export callback,
 exported here when missing); optimise the graph; search the int8 recipes of the target ISA in
-order of expected speed and keep the fastest that passes the gate (`ner_lightning.onnx.recipes`,
-`ner_lightning.onnx.gate`: every held-out sentence, paired bootstrap interval of the F1 drop);
-then run the smoke test (`ner_lightning.onnx.smoke`). The chosen recipe, the nodes kept in fp32,
-the candidates table, the gate's figures and the CPU it was validated on go into `ner_model.json`
-(sealed, `ner_lightning.onnx.integrity`) and `smoke_report.json`. The model folder is built in a
-temporary sibling folder and renamed into place only when every check passed; it never holds a
-training checkpoint.
+order of expected cost and keep the cheapest that meets the target, else the most accurate that
+passes the gate (`ner_lightning.onnx.recipes`, `ner_lightning.onnx.gate`: every held-out sentence,
+paired bootstrap interval of the F1 drop); then run the smoke test (`ner_lightning.onnx.smoke`).
+The chosen recipe, the nodes kept in fp32, the candidates table, the gate's figures and the CPU it
+was validated on go into `ner_model.json` (sealed, `ner_lightning.onnx.integrity`) and
+`smoke_report.json`. `ner_model.json` holds what repeats when the same weights are converted again
+on the same kind of CPU, so it is byte-identical between two such runs; what belongs to this run
+(job paths, timings) goes only to `smoke_report.json`, the run's record. The model folder is built
+in a temporary sibling folder and renamed into place only when every check passed; it never holds
+a training checkpoint.
 
 Exit codes: 0 converted, 1 a smoke check failed or no recipe passed the gate (the report and the
 candidates table are printed), 2 bad input.
@@ -51,7 +54,6 @@ from ner_lightning.contract import (
     TRAIN_SPLIT,
     VALIDATION_SPLIT,
 )
-from ner_lightning.data.manifest import file_sha256
 from ner_lightning.errors import ExportError, ModelError, NerLightningError
 from ner_lightning.onnx import gate as gate_defaults
 from ner_lightning.onnx.cpu_isa import TARGET_ISAS, detect_cpu, mismatch_warning, resolve_target
@@ -351,7 +353,7 @@ def convert(
 
     from ner_lightning.data.datamodule import load_tokenizer
     from ner_lightning.model.module import TokenClassifier
-    from ner_lightning.onnx.export import atomic_folder, export_onnx
+    from ner_lightning.onnx.export import atomic_folder, export_onnx, weights_sha256
     from ner_lightning.onnx.gate import judge
     from ner_lightning.onnx.integrity import seal
     from ner_lightning.onnx.predictor import OnnxTagger
@@ -488,9 +490,11 @@ def convert(
                 announce=say,
             )
             chosen, rows, ranking = result.chosen, result.rows(), result.ranking
+            timings, fp32_ms = result.timings(), result.fp32_ms
             int8_check = check_int8_f1(chosen.gate)  # type: ignore[arg-type]
         except NoRecipePassed as error:
             no_recipe, rows, ranking = error, error.rows, []
+            timings, fp32_ms = error.timings, error.fp32_ms
             judged = [c for c in error.candidates if c.gate is not None]
             if not judged:
                 raise SmokeTestFailed(error.message, path=target, fix=error.fix) from error
@@ -499,7 +503,7 @@ def convert(
             int8_check = check_int8_f1(chosen.gate, note=error.message.split(":", 1)[0])  # type: ignore[arg-type]
         recipe = chosen.recipe
         if no_recipe is None:
-            say(f"ner-convert: candidates (* chosen)\n{format_table(rows)}")
+            say(f"ner-convert: candidates (* chosen)\n{format_table(rows, timings)}")
 
         quantization = {
             **recipe.to_json(),
@@ -527,6 +531,8 @@ def convert(
             "cpu_warning": warning,
             "graph_fusions": fused.get("fusions", []),
             "checkpoint": str(checkpoint_path),
+            # Measured on this run; the choice does not depend on them (ner_lightning.onnx.recipes).
+            "speed": {"fp32_ms_per_batch": round(fp32_ms, 2), "candidates": timings},
             "warnings": _label_warnings(data_dir, label_names),
         }
         torch_tagger = TorchTagger(model, tokenizer, fp32.max_length, fp32.stride)
@@ -553,7 +559,7 @@ def convert(
                 precision="int8",
                 quantization=quantization,
                 graph_fusions=fused.get("fusions", []) if recipe.options.optimize else [],
-                source_checkpoint_sha256=file_sha256(checkpoint_path),
+                source_weights_sha256=weights_sha256(model),
                 exported_by_conversion=exported_here,
             )
             metadata["integrity"] = seal(metadata, staging / ONNX_MODEL_FILE)
@@ -608,9 +614,16 @@ def _report_metrics(report: dict[str, Any]) -> tuple[dict[str, float], dict[str,
                 }
             )
     quantization = report.get("quantization") or {}
-    chosen = next((row for row in quantization.get("candidates", []) if row["chosen"]), None)
-    if chosen and chosen.get("speedup_vs_fp32"):
-        metrics[INT8_SPEEDUP] = chosen["speedup_vs_fp32"]
+    speed = next(
+        (
+            timing
+            for timing in (report.get("speed") or {}).get("candidates", [])
+            if timing["recipe"] == quantization.get("recipe")
+        ),
+        None,
+    )
+    if speed and speed.get("speedup_vs_fp32"):
+        metrics[INT8_SPEEDUP] = speed["speedup_vs_fp32"]
     params = {
         INT8_RECIPE: str(quantization.get("recipe", "")),
         INT8_FP32_NODES: ",".join(quantization.get("fp32_nodes", [])) or "none",

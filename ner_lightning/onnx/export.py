@@ -13,6 +13,7 @@ temporary sibling folder and renamed into place, so a failed export leaves nothi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -302,7 +303,7 @@ def export_onnx(
         prefix_ids, suffix_ids = special_token_layout(tokenizer)
         metadata = {
             "format_version": METADATA_FORMAT_VERSION,
-            "backbone": model_backbone_name(model),
+            "backbone": backbone_reference(model_backbone_name(model)),
             "backbone_type": getattr(
                 getattr(getattr(model, "backbone", None), "config", None), "model_type", None
             ),
@@ -345,3 +346,27 @@ def model_backbone_name(model: nn.Module) -> str | None:
     return getattr(model, "backbone_name", None) or (
         hparams.get("backbone") if hasattr(hparams, "get") else None
     )
+
+
+def backbone_reference(name: str | None) -> str | None:
+    """The backbone as `ner_model.json` records it: a hub name or `pkg:` path as given, a local folder
+    by its name only (in a job the folder is the job's input mount: its path names the job, and two
+    runs of the same model would record different paths)."""
+    if not name or name.startswith("pkg:"):
+        return name
+    path = Path(name)
+    return path.name if path.is_absolute() or path.exists() else name
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a model's state dict, in name order.
+
+    Names the weights a model folder was converted from; unlike the checkpoint file's hash it does not
+    change with what else the checkpoint holds (the job paths in its hyperparameters, optimizer state).
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}\0{flat.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

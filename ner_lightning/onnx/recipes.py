@@ -1,4 +1,4 @@
-"""Accuracy-aware quantization: try int8 recipes in order of expected speed, keep the fastest good one.
+"""Accuracy-aware quantization: try int8 recipes in order of expected cost, keep the cheapest good one.
 
 Two bars. The gate (`ner_lightning.onnx.gate`) is the hard one: a candidate whose F1 drop is
 significantly above the tolerance is rejected. The target is what the search aims at: a
@@ -16,11 +16,15 @@ point-estimate drop of at most `target_drop` (default half a point). Candidates,
 3. Still none: static QDQ quantization calibrated on the same training batches (min/max ranges).
    It comes last: onnxruntime runs QDQ transformers no faster than dynamic int8 on CPU and its
    fixed activation scales clip the outliers of transformer activations.
-Choice: the fastest candidate that meets the target; when none meets it, the fastest candidate the
-gate passed (candidates within `TIE_MARGIN` of the fastest count as equally fast, the smaller drop
-then wins); when the gate passed none, `search` raises `NoRecipePassed` with the candidates table.
-
-Speed is the best CPU time of a few runs of one fixed batch of calibration windows, one thread.
+Choice, from the gate's figures alone (`choose`): among the candidates that meet the target, the one
+of the lowest cost rank (whole-graph recipes, then 1, 2, 4, 8 fp32 nodes, then static QDQ), the
+smaller drop breaking a tie (the tier-1 recipes cost the same); when none meets it, the candidate the
+gate passed with the smallest drop (the cost rank, then the order, breaking ties); when the gate
+passed none, `search` raises `NoRecipePassed` with the candidates table. Measured speed does not
+decide: on one machine the F1 figures repeat exactly while timings do not, and the choice must
+repeat so that a rerun (or a resumed pipeline) converts the same graph. Each candidate is still
+timed (the best CPU time of a few runs of one fixed batch of calibration windows, one thread): the
+timings go to the smoke report and the conversion log, not into the model's record.
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ from ner_lightning.onnx.cpu_isa import VNNI_TARGETS
 from ner_lightning.onnx.gate import GateResult
 from ner_lightning.onnx.quantize import QuantizeOptions, quantize_model
 
-#: Candidates whose time is within this fraction of the fastest passing one count as equally fast.
-TIE_MARGIN = 0.05
+#: Cost rank of the static QDQ tier (after every mixed-precision step).
+STATIC_COST_RANK = 1000
 #: Largest point-estimate F1 drop the search aims at (absolute; 0.005 = half a point).
 DEFAULT_TARGET_DROP = 0.005
 #: Nodes kept in fp32 at the successive mixed-precision steps (capped at half the quantized nodes).
@@ -145,8 +149,25 @@ class Candidate:
         """Whether the candidate built and passed the gate."""
         return self.gate is not None and self.gate.passed and not self.error
 
-    def row(self, fp32_ms: float | None) -> dict[str, Any]:
-        """The table row recorded in `ner_model.json` and `smoke_report.json`."""
+    @property
+    def cost_rank(self) -> int:
+        """Expected cost: 0 for whole-graph recipes, the fp32 node count when mixed, static last."""
+        if self.tier == "static":
+            return STATIC_COST_RANK
+        return len(self.recipe.options.exclude_nodes) if self.tier == "mixed" else 0
+
+    def timing(self, fp32_ms: float | None) -> dict[str, Any]:
+        """The candidate's measured speed (a run record: the smoke report, never `ner_model.json`)."""
+        return {
+            "recipe": self.recipe.name,
+            "ms_per_batch": round(self.ms_per_batch, 2) if self.ms_per_batch else None,
+            "speedup_vs_fp32": round(fp32_ms / self.ms_per_batch, 2)
+            if fp32_ms and self.ms_per_batch
+            else None,
+        }
+
+    def row(self) -> dict[str, Any]:
+        """The table row recorded in `ner_model.json` and `smoke_report.json` (no timings: it repeats)."""
         gate = self.gate
         return {
             "recipe": self.recipe.name,
@@ -168,18 +189,19 @@ class Candidate:
             "ci_low": round(gate.ci_low, 4) if gate else None,
             "ci_high": round(gate.ci_high, 4) if gate else None,
             "word_tag_agreement": round(gate.word_tag_agreement, 4) if gate else None,
-            "ms_per_batch": round(self.ms_per_batch, 2) if self.ms_per_batch else None,
-            "speedup_vs_fp32": round(fp32_ms / self.ms_per_batch, 2)
-            if fp32_ms and self.ms_per_batch
-            else None,
             "target_met": self.target_met,
             "chosen": self.chosen,
             "error": self.error,
         }
 
 
-def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The candidates table as aligned text (the `ner-convert` log and failure message)."""
+def format_table(rows: Sequence[Mapping[str, Any]], timings: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The candidates table as aligned text (the `ner-convert` log and failure message).
+
+    Args:
+        rows: `Candidate.row()` of each candidate.
+        timings: `Candidate.timing()` of each candidate, in the same order (empty: no speed columns).
+    """
     header = (
         "recipe",
         "tier",
@@ -194,7 +216,8 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "target",
     )
     lines = [header]
-    for row in rows:
+    speeds = list(timings) or [{} for _ in rows]
+    for row, speed in zip(rows, speeds, strict=True):
         ci = f"{row['ci_low']:+.4f}..{row['ci_high']:+.4f}" if row["ci_low"] is not None else "-"
         lines.append(
             (
@@ -205,8 +228,8 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 f"{row['drop']:+.4f}" if row["drop"] is not None else "-",
                 ci,
                 f"{row['word_tag_agreement']:.2%}" if row["word_tag_agreement"] is not None else "-",
-                f"{row['ms_per_batch']:.1f}" if row["ms_per_batch"] else "-",
-                f"{row['speedup_vs_fp32']:.2f}" if row["speedup_vs_fp32"] else "-",
+                f"{speed['ms_per_batch']:.1f}" if speed.get("ms_per_batch") else "-",
+                f"{speed['speedup_vs_fp32']:.2f}" if speed.get("speedup_vs_fp32") else "-",
                 row["verdict"] + (f" ({row['error']})" if row["error"] else ""),
                 "met" if row["target_met"] else "-",
             )
@@ -223,7 +246,9 @@ class NoRecipePassed(ExportError):
     def __init__(self, message: str, candidates: list[Candidate], fp32_ms: float, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.candidates = candidates
-        self.rows = [candidate.row(fp32_ms) for candidate in candidates]
+        self.fp32_ms = fp32_ms
+        self.rows = [candidate.row() for candidate in candidates]
+        self.timings = [candidate.timing(fp32_ms) for candidate in candidates]
 
 
 def time_graph(path: Path, feeds: Mapping[str, np.ndarray], repeats: int = 5) -> float:
@@ -260,7 +285,11 @@ class SearchResult:
 
     def rows(self) -> list[dict[str, Any]]:
         """The candidates table."""
-        return [candidate.row(self.fp32_ms) for candidate in self.candidates]
+        return [candidate.row() for candidate in self.candidates]
+
+    def timings(self) -> list[dict[str, Any]]:
+        """The measured speed of each candidate, in the table's order."""
+        return [candidate.timing(self.fp32_ms) for candidate in self.candidates]
 
 
 def search(
@@ -276,7 +305,7 @@ def search(
     target_drop: float = DEFAULT_TARGET_DROP,
     announce: Callable[[str], None] = print,
 ) -> SearchResult:
-    """Try the candidates (see the module docstring) and return the fastest that meets the target.
+    """Try the candidates (see the module docstring) and return the cheapest that meets the target.
 
     Args:
         tier1: Whole-graph recipes, all judged and timed.
@@ -333,25 +362,39 @@ def search(
             attempt(static, "static")
     passed = [c for c in candidates if c.passed]
     if not passed:
-        rows = [candidate.row(fp32_ms) for candidate in candidates]
+        rows = [candidate.row() for candidate in candidates]
+        timings = [candidate.timing(fp32_ms) for candidate in candidates]
         raise NoRecipePassed(
-            f"no int8 recipe passed the gate ({len(rows)} tried):\n{format_table(rows)}",
+            f"no int8 recipe passed the gate ({len(rows)} tried):\n{format_table(rows, timings)}",
             candidates,
             fp32_ms,
             fix="raise --f1-tolerance, add recipes with --recipes, or keep the fp32 model",
         )
-    pool = [c for c in passed if c.target_met]
-    if not pool:
-        # The gate accepts these, but none reaches the target: the gate is the bar, speed decides.
-        pool = passed
+    chosen = choose(candidates)
+    if not chosen.target_met:
         announce(
-            f"  no candidate reached the target drop {target_drop:g}; keeping the fastest that passed the gate"
+            f"  no candidate reached the target drop {target_drop:g}; keeping the most accurate that "
+            "passed the gate"
         )
-    fastest = min(c.ms_per_batch or float("inf") for c in pool)
-    tied = [c for c in pool if (c.ms_per_batch or float("inf")) <= fastest * (1 + TIE_MARGIN)]
-    chosen = min(tied, key=lambda c: (c.gate.drop, candidates.index(c)))  # type: ignore[union-attr]
     chosen.chosen = True
     return SearchResult(chosen, candidates, fp32_ms, ranking)
+
+
+def choose(candidates: Sequence[Candidate]) -> Candidate:
+    """The candidate to keep, from the gate's figures alone (see the module docstring).
+
+    Raises:
+        ValueError: No candidate passed the gate.
+    """
+    passed = [c for c in candidates if c.passed]
+    if not passed:
+        raise ValueError("no candidate passed the gate")
+    order = {id(c): i for i, c in enumerate(candidates)}
+    # Drops rounded as in the table: a difference in the 12th digit is not a difference in accuracy.
+    met = [c for c in passed if c.target_met]
+    if met:
+        return min(met, key=lambda c: (c.cost_rank, round(c.gate.drop, 6), order[id(c)]))  # type: ignore[union-attr]
+    return min(passed, key=lambda c: (round(c.gate.drop, 6), c.cost_rank, order[id(c)]))  # type: ignore[union-attr]
 
 
 def _mixed_precision(

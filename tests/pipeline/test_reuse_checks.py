@@ -98,7 +98,7 @@ def _prod_versions(workspace: Path, name: str) -> list[str]:
 
 
 def _model_files_intact(workspace: Path, name: str, version: str) -> bool:
-    from launch.fingerprints import folder_fingerprint
+    from launch.fingerprints import model_content_sha256
 
     client = EmulatedMLClient(workspace)
     model = client.models.get(name, version)
@@ -106,7 +106,7 @@ def _model_files_intact(workspace: Path, name: str, version: str) -> bool:
         folder = client.models.local_path(name, version)
     except Exception:
         return False
-    return folder.is_dir() and folder_fingerprint(folder) == model.tags[TAG_CONTENT_SHA256]
+    return folder.is_dir() and model_content_sha256(folder) == model.tags[TAG_CONTENT_SHA256]
 
 
 @pytest.mark.slow
