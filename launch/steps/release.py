@@ -49,8 +49,9 @@ def conversion(pipeline: Pipeline) -> dict[str, Any]:
     )
     spec = replace(spec, tags={**spec.tags, TAG_FINAL_RUN_ID: final["run_id"]})
     if final.get("resumed_from"):
-        # A resumed final training writes no new best.ckpt (its best score lives in the first
-        # attempt's folder); without early stopping its last checkpoint is the final model.
+        # A resumed final training may train no epoch in its own folder (killed after its last
+        # epoch), so only its last.ckpt is sure to exist; final training keeps the last epoch
+        # (`checkpoint.monitor: null` on train + validation), so it holds the final weights.
         spec = replace(
             spec,
             command=f"{spec.command} --checkpoint ${{{{inputs.{MODEL_INPUT}}}}}/{CHECKPOINT_DIR}/{LAST_CHECKPOINT}",

@@ -51,6 +51,10 @@ ORPHAN_GRACE_S = 20.0
 #: Keys of the smoke report that record the run (timings) rather than the model.
 RUN_RECORD_KEYS = ("speed",)
 JOB_PATH = re.compile(r"^.*/jobs/[0-9a-f]{32}/")
+#: The smoke report names the checkpoint file it read: a resumed final training's conversion reads
+#: `last.ckpt` (launch/steps/release.py), which holds the weights of `best.ckpt` (`ner_model.json`'s
+#: `source_weights_sha256`, in the content hash, says so).
+CHECKPOINT_NAME = re.compile(r"(best|last)\.ckpt$")
 
 
 # --- kill points -------------------------------------------------------------------------------
@@ -212,7 +216,7 @@ def _normalized(value):
     if isinstance(value, list):
         return [_normalized(v) for v in value]
     if isinstance(value, str):
-        return JOB_PATH.sub("<job>/", value)
+        return CHECKPOINT_NAME.sub("<checkpoint>", JOB_PATH.sub("<job>/", value))
     return value
 
 
