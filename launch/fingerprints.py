@@ -244,6 +244,19 @@ def model_content_sha256(folder: str | Path) -> str:
     return folder_fingerprint(folder, exclude=MODEL_RUN_RECORD_FILES)
 
 
+def registered_model_fingerprint(folder: str | Path, recorded: str | None = None) -> str:
+    """What to compare with a registered version's `content_sha256` tag (`recorded`).
+
+    `model_content_sha256`, except for versions registered before the run records were left out of
+    the hash: their tag is the whole folder's fingerprint, returned when it still matches, so an
+    intact older version is neither re-registered nor reported changed.
+    """
+    content = model_content_sha256(folder)
+    if recorded and recorded != content and folder_fingerprint(folder) == recorded:
+        return recorded
+    return content
+
+
 def git_commit(root_dir: Path) -> str:
     """Commit of the code: `NER_GIT_COMMIT` when set (snapshots have no .git), else `git rev-parse HEAD`.
 

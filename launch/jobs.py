@@ -333,8 +333,9 @@ class Backend(Protocol):
         """Content fingerprint of a completed job's named output; None when the job or output is gone."""
         ...
 
-    def model_fingerprint(self, name: str, version: str) -> str | None:
-        """Content fingerprint of a registered model version's files; None when they are gone."""
+    def model_fingerprint(self, name: str, version: str, recorded: str | None = None) -> str | None:
+        """Content fingerprint of a registered model version's files (to compare with `recorded`, its
+        `content_sha256` tag); None when they are gone."""
         ...
 
     def register_model(self, registration: ModelRegistration) -> RegisteredModel:

@@ -27,7 +27,7 @@ from launch.azure.submit import (
     wait,
 )
 from launch.errors import LaunchError
-from launch.fingerprints import folder_fingerprint, model_content_sha256
+from launch.fingerprints import folder_fingerprint, model_content_sha256, registered_model_fingerprint
 from launch.jobs import (
     AssetRef,
     CommandJobSpec,
@@ -181,9 +181,10 @@ class AzureBackend:
                 return None
             return folder_fingerprint(folder)
 
-    def model_fingerprint(self, name: str, version: str) -> str | None:
+    def model_fingerprint(self, name: str, version: str, recorded: str | None = None) -> str | None:
         """Content fingerprint of a registered model version's files, or None when the version or its
-        files are gone (compared with its `content_sha256` tag before the pipeline reuses it)."""
+        files are gone (compared with its `content_sha256` tag, `recorded`, before the pipeline reuses
+        it; `launch.fingerprints.registered_model_fingerprint`)."""
         from azure.ai.ml.exceptions import MlException
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -198,7 +199,7 @@ class AzureBackend:
                 return None
             # The SDK puts a folder model under <name>/<folder name>/.
             folder = entries[0] if len(entries) == 1 and entries[0].is_dir() else root
-            return model_content_sha256(folder)
+            return registered_model_fingerprint(folder, recorded)
 
     def _finish(
         self, name: str, job_name: str, outputs: tuple[str, ...], timeout_s: float | None
@@ -353,7 +354,9 @@ class AzureBackend:
                 existing_tags.get(TAG_CONTENT_SHA256) == tags[TAG_CONTENT_SHA256]
             )
             if same and _files_gone(
-                self.model_fingerprint(registration.name, str(existing.version)),
+                self.model_fingerprint(
+                    registration.name, str(existing.version), existing_tags.get(TAG_CONTENT_SHA256)
+                ),
                 existing_tags.get(TAG_CONTENT_SHA256),
             ):
                 # Its files are gone or changed: never hand out a version that points at nothing;

@@ -59,10 +59,10 @@ def _conversion(pipeline: Pipeline, result: Mapping[str, Any]) -> str | None:
 
 def _registration(pipeline: Pipeline, result: Mapping[str, Any]) -> str | None:
     name, version = str(result.get("name", "")), str(result.get("version", ""))
-    found = pipeline.backend.model_fingerprint(name, version)
+    recorded = (result.get("tags") or {}).get(TAG_CONTENT_SHA256)
+    found = pipeline.backend.model_fingerprint(name, version, recorded)
     if found is None:
         return f"registered model {name}:{version} or its files no longer exist"
-    recorded = (result.get("tags") or {}).get(TAG_CONTENT_SHA256)
     if recorded and found != recorded:
         return f"the files of registered model {name}:{version} no longer match its content_sha256"
     return None

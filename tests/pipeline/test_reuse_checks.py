@@ -19,7 +19,7 @@ from launch.cli import main
 from launch.lineage import TAG_CONTENT_SHA256
 from launch.local import EmulatedMLClient
 from launch.pipeline import load_pipeline_config
-from ner_lightning.contract import STAGE_CONVERSION, STAGE_FINAL, STAGE_PROD, TAG_STAGE
+from ner_lightning.contract import SMOKE_REPORT_FILE, STAGE_CONVERSION, STAGE_FINAL, STAGE_PROD, TAG_STAGE
 from tests.pipeline.test_pipeline import MODEL_FILES, SMOKE, _registration, _run_cli, _spec
 from tests.pipeline.test_pipeline import emulated as emulated  # the fixture
 
@@ -90,6 +90,32 @@ def test_a_registered_version_whose_files_are_gone_is_not_reused(emulated) -> No
     )
     shutil.rmtree(emulated.client.jobs.store.output_dir(converted.job_id, "model"))
     assert backend.output_fingerprint(converted.job_id, "model") is None
+
+
+def test_a_version_tagged_with_the_whole_folder_hash_before_run_records_were_left_out_stays_intact(
+    emulated,
+) -> None:
+    """Versions registered before `content_sha256` left out the smoke report carry the whole folder's
+    fingerprint: while their files are intact they are neither reported changed nor registered again."""
+    from launch.fingerprints import folder_fingerprint, model_content_sha256
+
+    backend, name = emulated.backend, "ner-legacy-tag"
+    final = backend.run(_spec(emulated, "true", stage=STAGE_FINAL))
+    converted = backend.run(_spec(emulated, MODEL_FILES, stage=STAGE_CONVERSION))
+    registration = replace(_registration(final.run_id, converted.outputs["model"]), name=name)
+    first = backend.register_model(registration)
+    folder = emulated.client.models.local_path(name, first.version)
+    (folder / SMOKE_REPORT_FILE).write_text('{"passed": true}\n')
+    assert model_content_sha256(folder) == first.tags[TAG_CONTENT_SHA256]  # the run record is left out
+    legacy = folder_fingerprint(folder)
+    record = emulated.config.workspace / "registry" / "models" / name / f"{first.version}.yaml"
+    record.write_text(record.read_text().replace(first.tags[TAG_CONTENT_SHA256], legacy))
+    assert backend.model_fingerprint(name, first.version, legacy) == legacy
+    again = backend.register_model(registration)
+    assert (again.version, again.reused) == (first.version, True)
+    # Changed model files are still caught under the old tag.
+    (folder / "labels.json").write_text("[]\n")
+    assert backend.model_fingerprint(name, first.version, legacy) not in (None, legacy)
 
 
 def _prod_versions(workspace: Path, name: str) -> list[str]:
