@@ -179,6 +179,35 @@ def provenance(data_dir: str | Path | None = None) -> dict[str, Any]:
 
 
 @contextmanager
+def eager_attention(model: nn.Module) -> Iterator[str | None]:
+    """Trace the backbone with its plain ("eager") attention; the implementation it had comes back after.
+
+    transformers' SDPA attention traces to `IsNaN`/`Where` masking that onnxruntime's transformer
+    optimiser does not recognise, so the attention stays loose fp32 ops; the eager attention traces
+    to the pattern onnxruntime fuses into `Attention` (and `QAttention` in int8), which made the int8
+    graph of MiniLM 1.2-1.4x faster (docs/benchmarks.md). The numbers are the same: the export checks
+    the graph against PyTorch either way. Yields the implementation traced (None: left as it was,
+    for backbones that cannot switch).
+    """
+    backbone = getattr(model, "backbone", None)
+    config = getattr(backbone, "config", None)
+    previous = getattr(config, "_attn_implementation", None)
+    switch = getattr(backbone, "set_attn_implementation", None)
+    switched = False
+    if previous not in (None, "eager") and callable(switch):
+        try:
+            switch("eager")
+            switched = True
+        except (ValueError, TypeError, AttributeError):  # a backbone without an eager path keeps its own
+            switched = False
+    try:
+        yield "eager" if switched or previous == "eager" else None
+    finally:
+        if switched:
+            switch(previous)
+
+
+@contextmanager
 def atomic_folder(target: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces `target`, on error it is deleted."""
     target = Path(target)
@@ -255,7 +284,7 @@ def export_onnx(
     graph = EmissionsGraph(model, token_types).eval()
     inputs = dummy_inputs(tokenizer, token_types)
     names = list(inputs)
-    with atomic_folder(output_dir) as staging:
+    with atomic_folder(output_dir) as staging, eager_attention(model) as attention:
         onnx_path = staging / ONNX_MODEL_FILE
         try:
             with torch.no_grad(), warnings.catch_warnings():
@@ -307,6 +336,7 @@ def export_onnx(
             "backbone_type": getattr(
                 getattr(getattr(model, "backbone", None), "config", None), "model_type", None
             ),
+            "attention_traced": attention,
             "max_length": int(max_length),
             "stride": int(stride),
             "label_all_tokens": bool(label_all_tokens),

@@ -3,12 +3,15 @@
 Two bars. The gate (`ner_lightning.onnx.gate`) is the hard one: a candidate whose F1 drop is
 significantly above the tolerance is rejected. The target is what the search aims at: a
 point-estimate drop of at most `target_drop` (default half a point). Candidates, in order:
-1. Whole-graph dynamic recipes of the target ISA's preset (`preset_recipes`), all on the fused
-   graph: `dynamic-pc` (per-channel weights, full 8-bit range) and `dynamic-pc-rr` (7-bit
-   weights, `reduce_range`) on a VNNI/AMX/arm64 target; only `dynamic-pc-rr` on an AVX2 or
-   AVX-512 target without VNNI, where full-range weights saturate int16 sums (the spirit of
-   optimum's `AutoQuantizationConfig.avx2/avx512/avx512_vnni/arm64` presets). They cost the same,
-   so every one is judged and timed.
+1. Whole-graph dynamic recipes of the target ISA's preset (`preset_recipes`), cheapest first:
+   on a VNNI/AMX/arm64 target `dynamic-pc-unfused` (per-channel weights, full 8-bit range, the
+   exported graph as it is: onnxruntime fuses it when it loads), then `dynamic-pc` and
+   `dynamic-pc-rr` (7-bit weights, `reduce_range`) on the graph the transformer optimiser fused
+   offline; on an AVX2 or AVX-512 target without VNNI, where full-range weights saturate int16
+   sums, only the `reduce_range` ones (the spirit of optimum's
+   `AutoQuantizationConfig.avx2/avx512/avx512_vnni/arm64` presets). Quantizing the unfused graph
+   ran 1.2 times as fast as quantizing the offline-fused one on the Xeon of docs/benchmarks.md;
+   every one is judged and timed.
 2. Only when none meets the target: mixed precision. The nodes of the most accurate tier-1
    candidate are ranked by their own int8 output error on training-split calibration batches
    (`ner_lightning.onnx.sensitivity`), and the top 1, 2, 4, 8 nodes (at most half of them) are
@@ -17,10 +20,9 @@ point-estimate drop of at most `target_drop` (default half a point). Candidates,
    It comes last: onnxruntime runs QDQ transformers no faster than dynamic int8 on CPU and its
    fixed activation scales clip the outliers of transformer activations.
 Choice, from the gate's figures alone (`choose`): among the candidates that meet the target, the one
-of the lowest cost rank (whole-graph recipes, then 1, 2, 4, 8 fp32 nodes, then static QDQ), the
-smaller drop breaking a tie (the tier-1 recipes cost the same); when none meets it, the candidate the
-gate passed with the smallest drop (the cost rank, then the order, breaking ties); when the gate
-passed none, `search` raises `NoRecipePassed` with the candidates table. Measured speed does not
+of the lowest cost rank (the whole-graph recipes in preset order, then 1, 2, 4, 8 fp32 nodes, then
+static QDQ); when none meets it, the candidate the gate passed with the smallest drop (the cost
+rank, then the order, breaking ties); when the gate passed none, `search` raises `NoRecipePassed` with the candidates table. Measured speed does not
 decide: on one machine the F1 figures repeat exactly while timings do not, and the choice must
 repeat so that a rerun (or a resumed pipeline) converts the same graph. Each candidate is still
 timed (the best CPU time of a few runs of one fixed batch of calibration windows, one thread): the
@@ -44,6 +46,8 @@ from ner_lightning.onnx.quantize import QuantizeOptions, quantize_model
 
 #: Cost rank of the static QDQ tier (after every mixed-precision step).
 STATIC_COST_RANK = 1000
+#: Cost rank of mixed precision with no node in fp32 (its fp32 node count is added).
+MIXED_COST_RANK = 100
 #: Largest point-estimate F1 drop the search aims at (absolute; 0.005 = half a point).
 DEFAULT_TARGET_DROP = 0.005
 #: Nodes kept in fp32 at the successive mixed-precision steps (capped at half the quantized nodes).
@@ -85,6 +89,7 @@ def named_recipes() -> dict[str, Recipe]:
         Recipe("dynamic-pc-rr", QuantizeOptions(per_channel=True, reduce_range=True)),
         Recipe("dynamic-pt", QuantizeOptions(per_channel=False, reduce_range=False)),
         Recipe("dynamic-pt-rr", QuantizeOptions(per_channel=False, reduce_range=True)),
+        Recipe("dynamic-pc-unfused", QuantizeOptions(optimize=False, per_channel=True, reduce_range=False)),
         Recipe("dynamic-pc-rr-unfused", QuantizeOptions(optimize=False, per_channel=True, reduce_range=True)),
         # Static QDQ needs ONNX shape inference, which the fused contrib ops defeat: unfused graph.
         Recipe(
@@ -103,8 +108,8 @@ def preset_recipes(target: str) -> list[Recipe]:
     """Tier-1 recipes of a target ISA (see the module docstring)."""
     recipes = named_recipes()
     if target in VNNI_TARGETS:
-        return [recipes["dynamic-pc"], recipes["dynamic-pc-rr"]]
-    return [recipes["dynamic-pc-rr"]]
+        return [recipes["dynamic-pc-unfused"], recipes["dynamic-pc"], recipes["dynamic-pc-rr"]]
+    return [recipes["dynamic-pc-rr-unfused"], recipes["dynamic-pc-rr"]]
 
 
 def static_recipe(target: str) -> Recipe:
@@ -137,6 +142,8 @@ class Candidate:
 
     recipe: Recipe
     tier: str
+    #: Position in the whole-graph preset (its order is the expected cost); unused by other tiers.
+    position: int = 0
     gate: GateResult | None = None
     ms_per_batch: float | None = None
     error: str = ""
@@ -151,10 +158,13 @@ class Candidate:
 
     @property
     def cost_rank(self) -> int:
-        """Expected cost: 0 for whole-graph recipes, the fp32 node count when mixed, static last."""
+        """Expected cost: the preset position of a whole-graph recipe, then mixed precision by its
+        fp32 node count, static last."""
         if self.tier == "static":
             return STATIC_COST_RANK
-        return len(self.recipe.options.exclude_nodes) if self.tier == "mixed" else 0
+        if self.tier == "mixed":
+            return MIXED_COST_RANK + len(self.recipe.options.exclude_nodes)
+        return self.position
 
     def timing(self, fp32_ms: float | None) -> dict[str, Any]:
         """The candidate's measured speed (a run record: the smoke report, never `ner_model.json`)."""
@@ -330,8 +340,8 @@ def search(
     def meets(candidate: Candidate) -> bool:
         return candidate.passed and candidate.gate.drop <= target_drop + 1e-12  # type: ignore[union-attr]
 
-    def attempt(recipe: Recipe, tier: str) -> Candidate:
-        candidate = Candidate(recipe, tier, path=workdir / f"candidate-{len(candidates)}.onnx")
+    def attempt(recipe: Recipe, tier: str, position: int = 0) -> Candidate:
+        candidate = Candidate(recipe, tier, position, path=workdir / f"candidate-{len(candidates)}.onnx")
         candidates.append(candidate)
         try:
             recipe.build(graph_for(recipe), candidate.path, calibration)
@@ -351,8 +361,8 @@ def search(
         )
         return candidate
 
-    for recipe in tier1:
-        attempt(recipe, "whole-graph")
+    for position, recipe in enumerate(tier1):
+        attempt(recipe, "whole-graph", position)
     if fallback and not any(c.target_met for c in candidates):
         built = [c for c in candidates if c.gate is not None]
         if built:
