@@ -457,7 +457,8 @@ def convert(
         fp32_tags = fp32.tag_words(words)
 
         def evaluate(graph: Path) -> Any:
-            candidate = OnnxTagger(evaluation, model_file=graph.name)
+            # One window a call, as the converted folder serves a dynamic int8 graph (predictor.batch_dependent).
+            candidate = OnnxTagger(evaluation, model_file=graph.name, batch_size=1)
             return judge(
                 gold,
                 fp32_tags,
@@ -539,7 +540,7 @@ def convert(
         sample = words[:sample_size] if data_dir else words
 
         if no_recipe is not None:
-            int8 = OnnxTagger(evaluation, model_file=chosen.path.name)  # type: ignore[union-attr]
+            int8 = OnnxTagger(evaluation, model_file=chosen.path.name, batch_size=1)  # type: ignore[union-attr]
             report = run_smoke_test(
                 torch_tagger, label_names, fp32, int8, sample, int8_check, emission_atol=emission_atol
             )

@@ -55,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", default="-", help="JSONL output file ('-' for stdout; files are replaced atomically)"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="most windows per onnxruntime call"
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"most windows per onnxruntime call (default: 1 for a dynamic int8 model, so a text's entities "
+        f"never depend on the other texts of the call; {DEFAULT_BATCH_SIZE} otherwise)",
     )
     parser.add_argument(
         "--token-budget",
@@ -236,7 +240,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             field="threads",
             fix="pass 0 (all cores) or a positive number of threads",
         )
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise DataError(
             f"--batch-size must be >= 1, got {args.batch_size}", field="batch_size", fix="pass e.g. 32"
         )

@@ -135,12 +135,27 @@ def read_model_folder(model_dir: str | Path) -> tuple[dict[str, Any], list[str]]
     return metadata, labels
 
 
+def batch_dependent(metadata: Mapping[str, Any]) -> bool:
+    """Whether a model folder's outputs for one window depend on the other windows of its batch:
+    dynamic int8 quantization takes one activation scale per tensor and call."""
+    quantization = metadata.get("quantization")
+    return (
+        metadata.get("precision") == "int8"
+        and isinstance(quantization, Mapping)
+        and quantization.get("method", "dynamic") == "dynamic"
+    )
+
+
 class OnnxTagger:
     """Tags text with an ONNX model folder (`model.onnx`, tokenizer files, `labels.json`, `ner_model.json`).
 
     Args:
         model_dir: The model folder written by the export callback or `ner-convert`.
-        batch_size: Most windows per onnxruntime call.
+        batch_size: Most windows per onnxruntime call. None: 1 for a dynamic int8 model, whose
+            activation scales are taken per call over the whole batch, so that a text's tags never
+            depend on the texts tagged with it (batching them cost the WNUT16 model 1.2 F1 points in
+            calls of 32 texts and gained 11 % speed at 1 thread, 28 % at 2; docs/benchmarks.md);
+            `DEFAULT_BATCH_SIZE` for fp32 and static int8 models, whose results do not depend on it.
         model_file: File name of the graph inside the folder.
         threads: onnxruntime intra-op threads; None or 0: every core this process may use
             (`ner_lightning.threads.available_cores`). More than that warns and uses what is available.
@@ -156,7 +171,7 @@ class OnnxTagger:
         self,
         model_dir: str | Path,
         *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         model_file: str = ONNX_MODEL_FILE,
         threads: int | None = None,
         token_budget: int = DEFAULT_TOKEN_BUDGET,
@@ -165,7 +180,7 @@ class OnnxTagger:
         from tokenizers import Tokenizer
 
         self.model_dir = Path(model_dir)
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ModelError(
                 f"batch_size must be >= 1, got {batch_size}", field="batch_size", fix="use e.g. 32"
             )
@@ -175,10 +190,10 @@ class OnnxTagger:
                 field="token_budget",
                 fix=f"use e.g. {DEFAULT_TOKEN_BUDGET}",
             )
-        self.batch_size = batch_size
         self.token_budget = token_budget
         self.threads, _ = resolve_threads(threads)
         self.metadata, self.labels = read_model_folder(self.model_dir)
+        self.batch_size = batch_size or (1 if batch_dependent(self.metadata) else DEFAULT_BATCH_SIZE)
         self.max_length = int(self.metadata["max_length"])
         self.stride = int(self.metadata["stride"])
         model_path = self.model_dir / model_file

@@ -115,3 +115,42 @@ def test_cli_refuses_negative_threads(trained_models: dict, capsys: pytest.Captu
     assert "threads must be >= 0, got -2" in capsys.readouterr().err
     assert predict_main(["--model", str(model_dir), "--text", "x", "--token-budget", "0"]) == 2
     assert "token_budget must be >= 1" in capsys.readouterr().err
+
+
+class _CallCounter:
+    """Wraps an onnxruntime session and records the batch size of every call."""
+
+    def __init__(self, session) -> None:
+        self.session, self.rows = session, []
+
+    def run(self, outputs, feeds):
+        self.rows.append(len(next(iter(feeds.values()))))
+        return self.session.run(outputs, feeds)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+def test_a_dynamic_int8_folder_tags_one_window_a_call_so_a_text_never_depends_on_its_batch(
+    bert_crf_output: Path, tmp_path: Path
+) -> None:
+    """Dynamic int8 takes one activation scale per call over the whole batch: by default its folder
+    runs one window a call (the gate judges it the same way), fp32 keeps batching, and an explicit
+    batch size is honoured."""
+    from ner_lightning.onnx.convert import main as convert_main
+    from tests.onnx.conftest import TOY_DATASET
+
+    int8_dir = tmp_path / "int8"
+    assert (
+        convert_main(["--input", str(bert_crf_output), "--output", str(int8_dir), "--data", str(TOY_DATASET)])
+        == 0
+    )
+    sentences = _sentences(12, seed=3)
+    int8 = OnnxTagger(int8_dir, threads=1)
+    assert int8.batch_size == 1
+    int8.session = _CallCounter(int8.session)
+    together = int8.tag_words(sentences)
+    assert set(int8.session.rows) == {1}
+    assert together == [int8.tag_words([s])[0] for s in sentences]
+    assert OnnxTagger(bert_crf_output / ONNX_DIR, threads=1).batch_size > 1
+    assert OnnxTagger(int8_dir, batch_size=16, threads=1).batch_size == 16
