@@ -57,6 +57,7 @@ from ner_lightning.contract import (
 from ner_lightning.errors import ExportError, ModelError, NerLightningError
 from ner_lightning.onnx import gate as gate_defaults
 from ner_lightning.onnx.cpu_isa import TARGET_ISAS, detect_cpu, mismatch_warning, resolve_target
+from ner_lightning.onnx.first_token import FIRST_TOKEN_MODES
 from ner_lightning.onnx.quantize import DEFAULT_OP_TYPES, QuantizeOptions, file_size_mb, optimize_graph
 from ner_lightning.onnx.recipes import (
     DEFAULT_TARGET_DROP,
@@ -187,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     custom.add_argument("--op-types", default=None, help="comma-separated op types to quantize")
     custom.add_argument("--exclude-nodes", default=None, help="comma-separated node names kept in fp32")
     custom.add_argument("--exclude-head", action="store_true", help="keep the emission head in fp32")
+    custom.add_argument(
+        "--first-token",
+        choices=FIRST_TOKEN_MODES,
+        help="how products whose int8 step the first token sets treat its row: scaled (default), "
+        "split, or shared (onnxruntime's plain quantization)",
+    )
     parser.add_argument(
         "--report", help="also write the smoke report here (useful when the conversion fails)"
     )
@@ -203,6 +210,7 @@ def custom_recipe(args: argparse.Namespace) -> Recipe | None:
         args.op_types is not None,
         args.exclude_nodes is not None,
         args.exclude_head,
+        args.first_token is not None,
     )
     if not any(given):
         return None
@@ -215,6 +223,7 @@ def custom_recipe(args: argparse.Namespace) -> Recipe | None:
         op_types=tuple(op for op in (args.op_types or ",".join(DEFAULT_OP_TYPES)).split(",") if op),
         exclude_nodes=tuple(node for node in (args.exclude_nodes or "").split(",") if node),
         exclude_head=args.exclude_head,
+        first_token=args.first_token or defaults.first_token,
     )
     return Recipe("custom", options)
 

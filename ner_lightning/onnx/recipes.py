@@ -11,17 +11,20 @@ point-estimate drop of at most `target_drop` (default half a point). Candidates,
    sums, only the `reduce_range` ones (the spirit of optimum's
    `AutoQuantizationConfig.avx2/avx512/avx512_vnni/arm64` presets). Quantizing the unfused graph
    ran 1.2 times as fast as quantizing the offline-fused one on the Xeon of docs/benchmarks.md;
-   every one is judged and timed.
-2. Only when none meets the target: mixed precision. The nodes of the most accurate tier-1
-   candidate are ranked by their own int8 output error on training-split calibration batches
+   every one is judged and timed. Each scales the window's first token down where it would set the
+   int8 step of every other token (`first_token="scaled"`, exact in fp32, about free:
+   `ner_lightning.onnx.first_token`).
+2. Only when none meets the target: the most accurate of them with the first token's row
+   quantized on its own scale (`+first-split`, about 5 % slower; tier `first-token`).
+3. Still none: mixed precision. The nodes of the most accurate candidate so far are ranked by their own int8 output error on training-split calibration batches
    (`ner_lightning.onnx.sensitivity`), and the top 1, 2, 4, 8 nodes (at most half of them) are
    kept in fp32, step by step, until one meets the target (more fp32 nodes are slower).
-3. Still none: static QDQ quantization calibrated on the same training batches (min/max ranges).
+4. Still none: static QDQ quantization calibrated on the same training batches (min/max ranges).
    It comes last: onnxruntime runs QDQ transformers no faster than dynamic int8 on CPU and its
    fixed activation scales clip the outliers of transformer activations.
 Choice, from the gate's figures alone (`choose`): among the candidates that meet the target, the one
-of the lowest cost rank (the whole-graph recipes in preset order, then 1, 2, 4, 8 fp32 nodes, then
-static QDQ); when none meets it, the candidate the gate passed with the smallest drop (the cost
+of the lowest cost rank (the whole-graph recipes in preset order, the first-token split, then 1, 2,
+4, 8 fp32 nodes, then static QDQ); when none meets it, the candidate the gate passed with the smallest drop (the cost
 rank, then the order, breaking ties); when the gate passed none, `search` raises `NoRecipePassed` with the candidates table. Measured speed does not
 decide: on one machine the F1 figures repeat exactly while timings do not, and the choice must
 repeat so that a rerun (or a resumed pipeline) converts the same graph. Each candidate is still
@@ -48,6 +51,8 @@ from ner_lightning.onnx.quantize import QuantizeOptions, quantize_model
 STATIC_COST_RANK = 1000
 #: Cost rank of mixed precision with no node in fp32 (its fp32 node count is added).
 MIXED_COST_RANK = 100
+#: Cost rank of the first-token split (after every whole-graph recipe, before mixed precision).
+FIRST_TOKEN_COST_RANK = 50
 #: Largest point-estimate F1 drop the search aims at (absolute; 0.005 = half a point).
 DEFAULT_TARGET_DROP = 0.005
 #: Nodes kept in fp32 at the successive mixed-precision steps (capped at half the quantized nodes).
@@ -76,6 +81,12 @@ class Recipe:
             self.options, exclude_nodes=tuple(dict.fromkeys([*self.options.exclude_nodes, *nodes]))
         )
         return replace(self, name=f"{self.name}+fp32x{len(nodes)}", options=options)
+
+    def with_first_token_split(self) -> Recipe:
+        """The same recipe with the first token's row quantized on its own scale (`<name>+first-split`)."""
+        return replace(
+            self, name=f"{self.name}+first-split", options=replace(self.options, first_token="split")
+        )
 
     def to_json(self) -> dict[str, Any]:
         """`{"recipe": name, **options}` as recorded in `ner_model.json`."""
@@ -164,6 +175,8 @@ class Candidate:
             return STATIC_COST_RANK
         if self.tier == "mixed":
             return MIXED_COST_RANK + len(self.recipe.options.exclude_nodes)
+        if self.tier == "first-token":
+            return FIRST_TOKEN_COST_RANK
         return self.position
 
     def timing(self, fp32_ms: float | None) -> dict[str, Any]:
@@ -186,6 +199,7 @@ class Candidate:
             "per_channel": self.recipe.options.per_channel,
             "reduce_range": self.recipe.options.reduce_range,
             "fused": self.recipe.options.optimize,
+            "first_token": self.recipe.options.first_token,
             "fp32_nodes": len(self.recipe.options.exclude_nodes),
             "verdict": (
                 gate.verdict
@@ -366,6 +380,11 @@ def search(
     if fallback and not any(c.target_met for c in candidates):
         built = [c for c in candidates if c.gate is not None]
         if built:
+            base = min(built, key=lambda c: c.gate.drop).recipe  # type: ignore[union-attr]
+            if base.options.method == "dynamic" and base.options.first_token != "split":
+                attempt(base.with_first_token_split(), "first-token")
+        built = [c for c in candidates if c.gate is not None]
+        if built and not any(c.target_met for c in candidates):
             base = min(built, key=lambda c: c.gate.drop).recipe  # type: ignore[union-attr]
             _mixed_precision(base, graph_for, calibration, attempt, ranking)
         if static is not None and not any(c.target_met for c in candidates):

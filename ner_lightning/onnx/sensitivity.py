@@ -44,7 +44,7 @@ def quantizable_nodes(model: onnx.ModelProto, op_types: Sequence[str]) -> list[o
     ]
 
 
-def _capture_inputs(
+def capture_inputs(
     model: onnx.ModelProto, nodes: Sequence[onnx.NodeProto], feeds: Sequence[Mapping[str, np.ndarray]]
 ) -> list[dict[str, np.ndarray]]:
     """Per batch, the values of every non-constant input of `nodes` in the fp32 graph."""
@@ -111,7 +111,7 @@ def rank_nodes(
     nodes = [n for n in quantizable_nodes(model, recipe.options.op_types) if n.name not in kept]
     if not nodes or not feeds:
         return []
-    captured = _capture_inputs(model, nodes, feeds)
+    captured = capture_inputs(model, nodes, feeds)
     single = replace(recipe, options=replace(recipe.options, exclude_nodes=(), exclude_head=False))
     ranked = []
     with tempfile.TemporaryDirectory(prefix="ner-sensitivity-") as scratch_name:

@@ -7,7 +7,14 @@ import itertools
 import pytest
 
 from ner_lightning.onnx.gate import GateResult
-from ner_lightning.onnx.recipes import MIXED_COST_RANK, STATIC_COST_RANK, Candidate, choose, named_recipes
+from ner_lightning.onnx.recipes import (
+    FIRST_TOKEN_COST_RANK,
+    MIXED_COST_RANK,
+    STATIC_COST_RANK,
+    Candidate,
+    choose,
+    named_recipes,
+)
 
 
 def _gate(drop: float, passed: bool = True) -> GateResult:
@@ -42,6 +49,8 @@ def _candidate(
     position: int = 0,
 ) -> Candidate:
     recipe = named_recipes()[name]
+    if tier == "first-token":
+        recipe = recipe.with_first_token_split()
     if fp32_nodes:
         recipe = recipe.with_fp32_nodes([f"node{i}" for i in range(fp32_nodes)])
     candidate = Candidate(recipe, tier, position, gate=_gate(drop, passed), ms_per_batch=ms)
@@ -50,19 +59,28 @@ def _candidate(
 
 
 def test_the_cheapest_candidate_meeting_the_target_wins_whatever_the_timings() -> None:
-    """The whole-graph preset in its order, then mixed by fp32 nodes, then static; a more accurate
+    """The whole-graph preset in its order, the first-token split, mixed by fp32 nodes, static; a more accurate
     but costlier candidate does not win, and the measured milliseconds, here made to favour every
     other candidate in turn, never decide."""
     candidates = [
         _candidate("dynamic-pc-unfused", "whole-graph", 0.009, ms=100.0, position=0),  # misses the target
         _candidate("dynamic-pc", "whole-graph", 0.004, ms=120.0, position=1),
         _candidate("dynamic-pc-rr", "whole-graph", 0.002, ms=150.0, position=2),
+        _candidate("dynamic-pc-unfused", "first-token", 0.001, ms=2.0),
         _candidate("dynamic-pc", "mixed", 0.0, ms=10.0, fp32_nodes=1),
         _candidate("static-pc", "static", -0.01, ms=5.0),
     ]
     assert choose(candidates).recipe.name == "dynamic-pc"
-    assert [c.cost_rank for c in candidates] == [0, 1, 2, MIXED_COST_RANK + 1, STATIC_COST_RANK]
-    for timings in itertools.permutations([1.0, 50.0, 100.0, 200.0, 400.0]):
+    assert [c.cost_rank for c in candidates] == [
+        0,
+        1,
+        2,
+        FIRST_TOKEN_COST_RANK,
+        MIXED_COST_RANK + 1,
+        STATIC_COST_RANK,
+    ]
+    assert choose(candidates[3:]).recipe.name == "dynamic-pc-unfused+first-split"
+    for timings in itertools.permutations([1.0, 50.0, 100.0, 200.0, 400.0, 800.0]):
         for candidate, ms in zip(candidates, timings, strict=True):
             candidate.ms_per_batch = ms
         assert choose(candidates).recipe.name == "dynamic-pc"
