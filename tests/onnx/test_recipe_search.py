@@ -90,7 +90,8 @@ def test_mixed_precision_keeps_the_damaged_node_in_fp32(bert_crf_output: Path, t
     # Isolating the first token's row cannot repair a wrong weight scale; keeping the node in fp32 can.
     assert [r["tier"] for r in quantization["candidates"]] == ["whole-graph", "first-token", "mixed"]
     assert quantization["candidates"][1]["first_token"] == "split"
-    assert quantization["recipe"].startswith("corrupt-head-scale") and quantization["recipe"].endswith("+fp32x1")
+    recipe = quantization["recipe"]
+    assert recipe.startswith("corrupt-head-scale") and recipe.endswith("+fp32x1")
     assert quantization["fp32_nodes"] == [corrupted.head]
     graph = onnx.load(str(target / ONNX_MODEL_FILE)).graph
     assert [n.op_type for n in graph.node if n.name == corrupted.head] == ["MatMul"], "the head stays fp32"
