@@ -36,9 +36,11 @@ HELDOUT_GOLD_ENTITIES: Final = "heldout_gold_entities"
 INT8_WORD_AGREEMENT: Final = "int8_word_tag_agreement"
 INT8_SPEEDUP: Final = "int8_speedup_vs_fp32"
 #: MLflow params of the conversion run (strings): the chosen recipe, the nodes it keeps in fp32
-#: (comma-separated, `none`), the ISA it targets and the ISA level it was validated on.
+#: (comma-separated, `none`), how it treats the window's first token (`scaled`, `split`, `shared`),
+#: the ISA it targets and the ISA level it was validated on.
 INT8_RECIPE: Final = "int8_recipe"
 INT8_FP32_NODES: Final = "int8_fp32_nodes"
+INT8_FIRST_TOKEN: Final = "int8_first_token"
 INT8_TARGET_ISA: Final = "int8_target_isa"
 INT8_VALIDATED_ON: Final = "int8_validated_on"
 #: What the pipeline copies from the conversion run into its summary and the registered model's tags.
@@ -53,7 +55,13 @@ CONVERSION_GATE_METRICS: Final = (
     INT8_WORD_AGREEMENT,
     INT8_SPEEDUP,
 )
-CONVERSION_RECIPE_PARAMS: Final = (INT8_RECIPE, INT8_FP32_NODES, INT8_TARGET_ISA, INT8_VALIDATED_ON)
+CONVERSION_RECIPE_PARAMS: Final = (
+    INT8_RECIPE,
+    INT8_FP32_NODES,
+    INT8_FIRST_TOKEN,
+    INT8_TARGET_ISA,
+    INT8_VALIDATED_ON,
+)
 
 # --- Dataset folder layout (the `uri_folder` data asset) -------------------------------------
 TRAIN_SPLIT: Final = "train"

@@ -39,6 +39,7 @@ from ner_lightning.contract import (
     INT8_F1_DROP,
     INT8_F1_DROP_CI_HIGH,
     INT8_F1_DROP_CI_LOW,
+    INT8_FIRST_TOKEN,
     INT8_FP32_NODES,
     INT8_RECIPE,
     INT8_SIZE_MB,
@@ -637,6 +638,7 @@ def _report_metrics(report: dict[str, Any]) -> tuple[dict[str, float], dict[str,
     params = {
         INT8_RECIPE: str(quantization.get("recipe", "")),
         INT8_FP32_NODES: ",".join(quantization.get("fp32_nodes", [])) or "none",
+        INT8_FIRST_TOKEN: str(quantization.get("first_token", "shared")),
         INT8_TARGET_ISA: str(quantization.get("target_isa", "")),
         INT8_VALIDATED_ON: str((report.get("cpu") or {}).get("level", "")),
     }

@@ -16,6 +16,7 @@ from ner_lightning.contract import (
     HELDOUT_F1_INT8,
     HELDOUT_GOLD_ENTITIES,
     INT8_F1_DROP_CI_LOW,
+    INT8_FIRST_TOKEN,
     INT8_FP32_NODES,
     INT8_RECIPE,
     INT8_SIZE_MB,
@@ -59,6 +60,7 @@ def test_conversion_logs_heldout_f1_and_report_to_the_job_run(
     assert params[INT8_RECIPE] == report["quantization"]["recipe"]
     assert params[INT8_FP32_NODES] == (",".join(report["quantization"]["fp32_nodes"]) or "none")
     assert params[INT8_VALIDATED_ON] == report["cpu"]["level"]
+    assert params[INT8_FIRST_TOKEN] == report["quantization"]["first_token"] == "scaled"
     assert [a.path for a in client.list_artifacts(run_id)] == [SMOKE_REPORT_FILE]
 
 
