@@ -11,7 +11,6 @@ Errors print one message (file, line, field, fix) and exit with status 2, withou
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -22,7 +21,7 @@ from launch.errors import LaunchError
 from launch.pipeline_config import load_pipeline_config
 from launch.pipeline_run import run_pipeline
 from launch.pipeline_state import STEPS, state_dir_for
-from ner_lightning.console import check_terminated, raise_terminated
+from ner_lightning.console import check_terminated, interrupt_on_sigterm
 from ner_lightning.errors import NerLightningError
 
 
@@ -76,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ner-pipeline` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     # SIGTERM ends the run like Ctrl-C: jobs are canceled and the state file keeps what was submitted.
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    restore = interrupt_on_sigterm()
     try:
         if args.command == "summary":
             config = load_pipeline_config(args.config)
@@ -114,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore()
     return 0
 
 

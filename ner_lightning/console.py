@@ -30,7 +30,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 from ner_lightning.contract import ENV_MLFLOW_RUN_ID
 from ner_lightning.errors import NerLightningError
@@ -95,7 +95,7 @@ def error_boundary(tool: str) -> Callable[[ToolMain], Callable[[Sequence[str] | 
             debug = debug_requested(argv)
             if process_arguments:  # tools that read sys.argv themselves must not see --debug either
                 sys.argv[1:] = strip_debug_flag(argv)
-            restore = _interrupt_on_sigterm()
+            restore = interrupt_on_sigterm()
             try:
                 status = function(strip_debug_flag(argv))
             except SystemExit:
@@ -143,15 +143,32 @@ def check_terminated() -> None:
         raise Terminated(name)
 
 
-def _interrupt_on_sigterm() -> Callable[[], None]:
+def interrupt_on_sigterm() -> Callable[[], None]:
     """Make SIGTERM end the tool like Ctrl-C; returns what puts the previous handler back.
 
-    Only the main thread may set handlers; a tool called from another thread keeps the default.
+    A `Terminated` that Python drops (the signal landed in a garbage-collector callback or a
+    `__del__`) is not printed as "Exception ignored ... Traceback": `check_terminated` raises it
+    again at the caller's next safe point, so the report would only alarm the user. Other
+    unraisable exceptions keep the previous hook. Only the main thread may set handlers; a tool
+    called from another thread keeps the default.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = signal.signal(signal.SIGTERM, raise_terminated)
-    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    previous_hook = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, Terminated):
+            return
+        previous_hook(unraisable)
+
+    sys.unraisablehook = hook
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        sys.unraisablehook = previous_hook
+
+    return restore
 
 
 def report_error(

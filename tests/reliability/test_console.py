@@ -15,6 +15,7 @@ from ner_lightning.console import (
     Terminated,
     check_terminated,
     error_boundary,
+    interrupt_on_sigterm,
     raise_terminated,
     strip_debug_flag,
 )
@@ -141,6 +142,39 @@ def test_a_sigterm_dropped_inside_a_finalizer_is_raised_at_the_next_check() -> N
         check_terminated()  # consumed: raised once
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_dropped_sigterm_is_not_reported_and_other_finalizer_errors_still_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by the pipeline fault test: the signal landed in a weakref callback and Python printed
+    "Exception ignored ... Traceback" (the unraisable hook) before the pipeline stopped at its next step."""
+
+    class Finalized:
+        def __init__(self, action) -> None:
+            self.action = action
+
+        def __del__(self) -> None:
+            self.action()
+
+    def boom() -> None:
+        raise ValueError("a real finalizer bug")
+
+    reported: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: reported.append(unraisable.exc_value))
+    restore = interrupt_on_sigterm()
+    try:
+        Finalized(lambda: os.kill(os.getpid(), signal.SIGTERM))
+        assert reported == []
+        with pytest.raises(Terminated):
+            check_terminated()
+        Finalized(boom)
+        assert [type(e) for e in reported] == [ValueError]
+    finally:
+        restore()
+    hook = sys.unraisablehook
+    Finalized(boom)
+    assert sys.unraisablehook is hook and len(reported) == 2, "restored: the previous hook again"
 
 
 def test_process_arguments_lose_the_debug_flag(monkeypatch: pytest.MonkeyPatch) -> None:
